@@ -1,0 +1,62 @@
+"""The one checkpoint format used by training, evaluation, sampling and the registry.
+
+A checkpoint is a dict of tensors and plain containers, written atomically with `torch.save`
+and read with `weights_only=True`, so loading an untrusted file cannot run code.
+Keys: model (state dict), model_config, tokenizer (kind, vocab_size, digest), step, best_val_loss,
+and for resuming: optimizer, rng, sampler, history, meta.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from folio.fileio import atomic_path
+from folio.model import GPT, GPTConfig
+
+# torch.compile wraps the model as `_orig_mod.`, DistributedDataParallel as `module.`
+_WRAPPER_PREFIXES = ("_orig_mod.", "module.")
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    while hasattr(model, "_orig_mod") or hasattr(model, "module"):
+        model = getattr(model, "_orig_mod", None) or model.module
+    return model
+
+
+def clean_state_dict(state: dict) -> dict:
+    """Strip compile/DDP prefixes so any checkpoint loads into a plain GPT."""
+    cleaned = {}
+    for key, value in state.items():
+        while key.startswith(_WRAPPER_PREFIXES):
+            key = key.split(".", 1)[1]
+        cleaned[key] = value
+    return cleaned
+
+
+def save(path: str | Path, state: dict) -> None:
+    """Write `state` atomically; `state["model"]` may come from a wrapped model."""
+    state = dict(state, model=clean_state_dict(state["model"]))
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def build_model(state: dict, tokenizer_digest: str | None = None) -> GPT:
+    """Rebuild the GPT from a checkpoint; refuse it if it was trained with another vocabulary."""
+    saved = state["tokenizer"]
+    if tokenizer_digest is not None and saved["digest"] != tokenizer_digest:
+        raise ValueError(
+            f"checkpoint was trained with tokenizer {saved['kind']} (digest {saved['digest']}, "
+            f"vocab {saved['vocab_size']}) but the tokenizer given has digest {tokenizer_digest}"
+        )
+    model = GPT(GPTConfig(**state["model_config"]))
+    model.load_state_dict(clean_state_dict(state["model"]))
+    return model

@@ -1,0 +1,85 @@
+"""Token files on disk and the batches drawn from them.
+
+A split is a flat array of token ids saved as raw little-endian uint16 (`.bin`), as in nanoGPT.
+Splits are small enough (a few MB) to load into RAM, which avoids the memmap growth nanoGPT saw.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from folio.fileio import atomic_path
+
+TOKEN_DTYPE = np.uint16
+
+
+def split_ids(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Split into (train, val), the tail as val so that val text never precedes train text."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    n_val = int(round(len(ids) * val_fraction))
+    return ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+
+
+def write_tokens(path: str | Path, ids) -> None:
+    ids = np.asarray(ids)
+    if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(TOKEN_DTYPE).max):
+        raise ValueError(f"token ids must fit in {np.dtype(TOKEN_DTYPE).name}")
+    with atomic_path(path) as tmp:
+        ids.astype(TOKEN_DTYPE).tofile(tmp)
+
+
+def read_tokens(path: str | Path) -> torch.Tensor:
+    """The whole split as an int64 tensor (what embedding lookups want)."""
+    return torch.from_numpy(np.fromfile(path, dtype=TOKEN_DTYPE).astype(np.int64))
+
+
+class BatchSampler:
+    """Random (x, y) windows of `block_size` tokens, y shifted by one, from its own seeded generator.
+
+    Owning the generator makes the data position part of the training state: `state_dict()`
+    goes into checkpoints so a resumed run draws exactly the batches the uninterrupted run would.
+    """
+
+    def __init__(self, tokens: torch.Tensor, block_size: int, batch_size: int, seed: int):
+        if len(tokens) < block_size + 1:
+            raise ValueError(
+                f"split has {len(tokens)} tokens; need at least block_size + 1 = {block_size + 1}"
+            )
+        self.tokens, self.block_size, self.batch_size = tokens, block_size, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def next_batch(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        starts = torch.randint(
+            len(self.tokens) - self.block_size, (self.batch_size,), generator=self.generator
+        )
+        offsets = torch.arange(self.block_size)
+        x = self.tokens[starts[:, None] + offsets]  # (B, T)
+        y = self.tokens[starts[:, None] + offsets + 1]  # (B, T)
+        return x.to(device), y.to(device)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def sequential_windows(
+    tokens: torch.Tensor, block_size: int, batch_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Every target of the split exactly once: consecutive non-overlapping windows, the last one
+    shorter. Used to evaluate the whole split deterministically."""
+    n_targets = len(tokens) - 1
+    starts = list(range(0, n_targets, block_size))
+    full = [s for s in starts if s + block_size <= n_targets]
+    for i in range(0, len(full), batch_size):
+        idx = torch.tensor(full[i : i + batch_size])[:, None] + torch.arange(block_size)
+        yield tokens[idx], tokens[idx + 1]
+    tail = [s for s in starts if s + block_size > n_targets]
+    for s in tail:
+        yield tokens[s:n_targets][None], tokens[s + 1 : n_targets + 1][None]

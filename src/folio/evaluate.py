@@ -1,0 +1,36 @@
+"""Loss over a whole split, every target counted once — deterministic, unlike random batches."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from folio.data import sequential_windows
+from folio.device import autocast_for
+from folio.model import GPT
+
+
+@torch.no_grad()
+def split_loss(model: GPT, tokens: torch.Tensor, batch_size: int = 32) -> dict[str, float]:
+    """Mean cross-entropy in nats per token over the whole split, with bits per token and
+    perplexity (for a character tokenizer, bits per token is bits per character)."""
+    model.eval()
+    device = next(model.parameters()).device
+    total_nats, n_targets = 0.0, 0
+    for x, y in sequential_windows(tokens, model.config.block_size, batch_size):
+        x, y = x.to(device), y.to(device)
+        with autocast_for(device):
+            logits, _ = model(x)
+        total_nats += F.cross_entropy(
+            logits.float().view(-1, logits.size(-1)), y.view(-1), reduction="sum"
+        ).item()
+        n_targets += y.numel()
+    loss = total_nats / n_targets
+    return {
+        "loss": loss,
+        "bits_per_token": loss / math.log(2),
+        "perplexity": math.exp(loss),
+        "n_tokens": n_targets,
+    }

@@ -1,0 +1,53 @@
+"""The character tokenizer: one id per distinct character of the corpus, sorted by code point."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from folio.fileio import write_json
+
+
+class CharTokenizer:
+    kind = "char"
+
+    def __init__(self, chars: list[str]):
+        if len(set(chars)) != len(chars):
+            raise ValueError("duplicate characters in the vocabulary")
+        self.chars = list(chars)
+        self.stoi = {ch: i for i, ch in enumerate(self.chars)}
+
+    @classmethod
+    def train(cls, text: str) -> "CharTokenizer":
+        if not text:
+            raise ValueError("cannot build a character vocabulary from empty text")
+        return cls(sorted(set(text)))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    @property
+    def digest(self) -> str:
+        """A short fingerprint stored with checkpoints so a mismatched vocabulary is refused."""
+        return hashlib.sha256("".join(self.chars).encode("utf-8")).hexdigest()[:16]
+
+    def encode(self, text: str) -> list[int]:
+        try:
+            return [self.stoi[ch] for ch in text]
+        except KeyError as err:
+            raise ValueError(f"character {err.args[0]!r} is not in the vocabulary") from None
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[int(i)] for i in ids)
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, {"kind": self.kind, "chars": self.chars, "digest": self.digest})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CharTokenizer":
+        meta = json.loads(Path(path).read_text(encoding="utf-8"))
+        if meta.get("kind") != cls.kind:
+            raise ValueError(f"{path}: tokenizer kind {meta.get('kind')!r}, expected {cls.kind!r}")
+        return cls(meta["chars"])

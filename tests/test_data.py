@@ -1,0 +1,56 @@
+"""Token files and batches: tail split, uint16 round trip, shifted targets, sampler state,
+whole-split windows that cover every target exactly once."""
+
+import numpy as np
+import pytest
+import torch
+
+from folio.data import BatchSampler, read_tokens, sequential_windows, split_ids, write_tokens
+
+
+def test_split_keeps_the_tail_as_val():
+    train, val = split_ids(np.arange(100), 0.1)
+    assert train.tolist() == list(range(90)) and val.tolist() == list(range(90, 100))
+
+
+def test_token_file_round_trip_is_uint16(tmp_path):
+    ids = np.array([0, 1, 65535, 42])
+    write_tokens(tmp_path / "x.bin", ids)
+    assert (tmp_path / "x.bin").stat().st_size == 2 * len(ids)
+    assert read_tokens(tmp_path / "x.bin").tolist() == ids.tolist()
+
+
+def test_ids_that_do_not_fit_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="uint16"):
+        write_tokens(tmp_path / "x.bin", np.array([70000]))
+
+
+def test_batches_are_shifted_windows():
+    tokens = torch.arange(50)
+    x, y = BatchSampler(tokens, block_size=8, batch_size=4, seed=0).next_batch()
+    assert x.shape == y.shape == (4, 8)
+    torch.testing.assert_close(y, x + 1)
+
+
+def test_sampler_state_restores_the_data_position():
+    sampler = BatchSampler(torch.arange(1000), 8, 4, seed=1)
+    sampler.next_batch()
+    state = sampler.state_dict()
+    expected = sampler.next_batch()[0]
+    other = BatchSampler(torch.arange(1000), 8, 4, seed=99)
+    other.load_state_dict(state)
+    torch.testing.assert_close(other.next_batch()[0], expected)
+
+
+def test_too_short_split_is_refused():
+    with pytest.raises(ValueError, match="block_size \\+ 1 = 9"):
+        BatchSampler(torch.arange(8), 8, 1, seed=0)
+
+
+@pytest.mark.parametrize("n_tokens", [9, 17, 40, 41])
+def test_sequential_windows_cover_every_target_once(n_tokens):
+    tokens = torch.arange(n_tokens)
+    targets = torch.cat([y.flatten() for _, y in sequential_windows(tokens, 8, batch_size=2)])
+    assert sorted(targets.tolist()) == list(range(1, n_tokens))
+    for x, y in sequential_windows(tokens, 8, batch_size=2):
+        torch.testing.assert_close(y, x + 1)
