@@ -1,0 +1,37 @@
+# The two quick-start commands: `make repro` (whole pipeline) and `make test` (the suite).
+# Both create the virtual environment first if it is missing or out of date.
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+# torch is pinned to the CPU wheel: an unpinned torch pulls a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+MLFLOW_PORT ?= 5000
+
+# No phone-home: these hang or slow things down offline.
+export GX_ANALYTICS_ENABLED := false
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+export DVC_NO_ANALYTICS := 1
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: setup repro test ui clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+repro: setup
+	dvc repro
+
+test: setup
+	$(BIN)/python -m pytest
+
+ui: setup
+	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

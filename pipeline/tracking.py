@@ -1,0 +1,135 @@
+"""MLflow glue: where runs go, the training run's params/tags/dataset, and batched step metrics.
+
+The default store is `sqlite:///<project>/mlflow.db` with artifacts in `<project>/mlartifacts`;
+MLFLOW_TRACKING_URI overrides it. mlflow is imported lazily: `folio --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from pipeline.console import log
+
+EXPERIMENT = "folio"
+FLUSH_EVERY_STEPS = 50
+
+
+def _quiet_environment() -> None:
+    # Telemetry phones home and hangs offline; set before mlflow is imported.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+
+
+def mlflow():
+    _quiet_environment()
+    import mlflow as _mlflow
+
+    return _mlflow
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
+
+
+def setup() -> None:
+    """Point mlflow at the store and make sure the `folio` experiment exists."""
+    ml = mlflow()
+    ml.set_tracking_uri(tracking_uri())
+    if ml.get_experiment_by_name(EXPERIMENT) is None:
+        artifacts = None
+        if tracking_uri().startswith("sqlite:"):
+            artifacts = (Path.cwd().resolve() / "mlartifacts").as_uri()
+        ml.create_experiment(EXPERIMENT, artifact_location=artifacts)
+    ml.set_experiment(EXPERIMENT)
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def run_tags() -> dict[str, str]:
+    tags = {}
+    if commit := git_commit():
+        tags["mlflow.source.git.commit"] = commit
+    if exp_name := os.environ.get("DVC_EXP_NAME"):
+        tags["dvc.exp_name"] = exp_name
+    return tags
+
+
+def run_name(flat_params: dict) -> str:
+    return (
+        f"{flat_params['data.name']}-{flat_params['tokenizer.kind']}"
+        f"-L{flat_params['model.n_layer']}d{flat_params['model.n_embd']}"
+        f"-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+
+
+def log_corpus_dataset(name: str, url: str, sha256: str, size_bytes: int) -> None:
+    """Record the corpus as the run's dataset input: name, digest, source and size."""
+    ml = mlflow()
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    source = HTTPDatasetSource(url) if url.startswith(("http://", "https://")) else None
+    if source is None:
+        from mlflow.data.filesystem_dataset_source import FileSystemDatasetSource
+
+        source = FileSystemDatasetSource(url)
+    dataset = MetaDataset(source=source, name=name, digest=sha256[:16])
+    ml.log_input(dataset, context="training", tags={"sha256": sha256, "size_bytes": str(size_bytes)})
+
+
+class MlflowCallback:
+    """Collects step metrics and sends them in batches; `flush()` must run in a `finally`."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        self.client = mlflow().MlflowClient()
+        self.pending = []
+
+    def on_start(self, info: dict) -> None:
+        self.client.set_tag(self.run_id, "device", info["device"])
+        self.client.set_tag(self.run_id, "num_params", str(info["num_params"]))
+
+    def _add(self, step: int, metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.pending += [Metric(key, float(value), now, step) for key, value in metrics.items()]
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        self._add(step, metrics)
+        if step % FLUSH_EVERY_STEPS == 0:
+            self.flush()
+
+    def on_eval(self, step: int, metrics: dict[str, float]) -> None:
+        self._add(step, {f"eval_{k}": v for k, v in metrics.items()})
+        self.flush()
+
+    def flush(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending[:1000], self.pending[1000:]
+            self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
+
+
+def log_artifact(run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+    mlflow().MlflowClient().log_artifact(run_id, str(path), artifact_path)
+
+
+def log_metrics(run_id: str, metrics: dict[str, float]) -> None:
+    client = mlflow().MlflowClient()
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, float(value))
+
+
+def announce(run_id: str) -> None:
+    log(f"MLflow run {run_id} in {tracking_uri()} (experiment '{EXPERIMENT}')")

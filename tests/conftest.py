@@ -1,0 +1,57 @@
+"""Shared fixtures: a loopback HTTP server, the shared corpus, tiny models and token streams."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+# Phone-home off for everything the tests start (GX, MLflow, DVC read these).
+os.environ["GX_ANALYTICS_ENABLED"] = "false"
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ["DO_NOT_TRACK"] = "true"
+os.environ["DVC_NO_ANALYTICS"] = "1"
+
+PROJECT = Path(__file__).resolve().parents[1]
+SHARED_CORPUS = PROJECT.parent / "shared" / "data" / "tinyshakespeare.txt"
+SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+
+@pytest.fixture(scope="session")
+def shared_corpus() -> Path:
+    if not SHARED_CORPUS.exists():
+        pytest.skip(f"shared corpus not found at {SHARED_CORPUS}")
+    return SHARED_CORPUS
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_server():
+    """`serve(directory, handler=None)` -> base URL of a loopback server, stopped after the test."""
+    servers = []
+
+    def serve(directory: Path | None = None, handler=None) -> str:
+        handler = handler or functools.partial(_QuietHandler, directory=str(directory))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def tiny_text() -> str:
+    line = "the quick brown fox jumps over the lazy dog. PACK MY BOX WITH FIVE DOZEN JUGS!\n"
+    return line * 40

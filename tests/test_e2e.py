@@ -1,0 +1,208 @@
+"""End to end: the real `dvc repro` in a throwaway git copy of the project, with tiny params and
+the corpus served over loopback HTTP. Checks outputs, metrics, the MLflow run, that a second
+repro runs nothing, that one param change reruns exactly its stages, `dvc exp run -S`, and that
+a training run killed with SIGKILL resumes (same MLflow run) on the next repro."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.cli import STAGES
+from tests.conftest import PROJECT
+
+pytestmark = pytest.mark.e2e
+
+COPIED = ["pyproject.toml", "params.yaml", "dvc.yaml", ".dvc/config", ".dvc/.gitignore",
+          ".dvcignore", ".gitignore", "src", "pipeline"]
+TINY = {
+    "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32},
+    "train": {"max_iters": 30, "batch_size": 8, "eval_interval": 10, "eval_iters": 2,
+              "warmup_iters": 5, "device": "cpu"},
+    "sample": {"max_new_tokens": 40},
+}
+
+
+def _env(project: Path) -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("FOLIO_DATA_MIRROR", None)
+    return env
+
+
+def _run(project: Path, *args: str, check=True) -> str:
+    proc = subprocess.run(args, cwd=project, env=_env(project), capture_output=True, text=True,
+                          timeout=600)
+    output = proc.stdout + proc.stderr
+    if check and proc.returncode:
+        raise AssertionError(f"{' '.join(args)} exited {proc.returncode}:\n{output}")
+    return output
+
+
+def _git(project: Path, *args: str) -> str:
+    return _run(project, "git", "-c", "user.name=folio-test", "-c", "user.email=test@folio.invalid",
+                *args)
+
+
+def _ran(output: str) -> set[str]:
+    return {name for name in STAGES if f"Running stage '{name}'" in output}
+
+
+def _set_params(project: Path, updates: dict) -> None:
+    path = project / "params.yaml"
+    tree = yaml.safe_load(path.read_text())
+    for section, values in updates.items():
+        tree[section].update(values)
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, shared_corpus):
+    """A git repo holding a copy of the project whose params point at a loopback server."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path_factory.mktemp("e2e") / "folio"
+    root.mkdir()
+    for name in COPIED:
+        src = PROJECT / name
+        if src.is_dir():
+            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif src.exists():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, root / name)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(shared_corpus.parent))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/{shared_corpus.name}"
+    _set_params(root, {**TINY, "data": {"url": url}})
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "e2e copy")
+    yield root
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def first_repro(project):
+    return _run(project, "dvc", "repro")
+
+
+def _client(project: Path):
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+
+
+def _run_id(project: Path) -> str:
+    return json.loads((project / "models" / "run.json").read_text())["run_id"]
+
+
+def test_repro_runs_every_stage_and_writes_every_output(project, first_repro):
+    assert _ran(first_repro) == set(STAGES)
+    for out in ["data/raw/tinyshakespeare.txt", "reports/validation/corpus.json",
+                "data/tokenizer/tokenizer.json", "data/prepared/train.bin", "data/prepared/val.bin",
+                "data/prepared/meta.json", "models/best.pt", "models/last.pt", "models/run.json",
+                "reports/train/steps.csv", "reports/train/evals.csv", "reports/train/loss.png",
+                "reports/metrics.json", "reports/samples.md"]:
+        assert (project / out).exists(), out
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    for key in ("loss", "bits_per_char", "perplexity"):
+        assert math.isfinite(metrics["val"][key]), key
+    assert metrics["val"]["loss"] < math.log(65)  # better than a uniform guess
+
+
+def test_mlflow_run_holds_params_history_dataset_and_artifacts(project, first_repro):
+    client = _client(project)
+    run = client.get_run(_run_id(project))
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.n_layer"] == "1" and run.data.params["train.max_iters"] == "30"
+    assert run.data.tags["mlflow.source.git.commit"] == _git(project, "rev-parse", "HEAD").strip()
+    history = client.get_metric_history(run.info.run_id, "train_loss")
+    assert sorted(m.step for m in history) == list(range(1, 31))
+    assert len(client.get_metric_history(run.info.run_id, "lr")) == 30
+    assert "final_val_bits_per_char" in run.data.metrics
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.name == "tinyshakespeare"
+    tags = {t.key: t.value for t in dataset.tags}
+    assert tags["size_bytes"] == "1115394" and tags["sha256"].startswith("86c4e6aa")
+    artifacts = {a.path for d in ("tokenizer", "train", "checkpoint", "evaluate", "samples")
+                 for a in client.list_artifacts(run.info.run_id, d)}
+    assert {"tokenizer/tokenizer.json", "train/loss.png", "checkpoint/best.pt",
+            "evaluate/metrics.json", "samples/samples.md"} <= artifacts
+
+
+def test_second_repro_runs_nothing(project, first_repro):
+    assert _ran(_run(project, "dvc", "repro")) == set()
+
+
+def test_one_param_reruns_exactly_its_stages(project, first_repro):
+    _set_params(project, {"sample": {"temperature": 0.5}})
+    assert _ran(_run(project, "dvc", "repro")) == {"sample"}
+    _set_params(project, {"evaluate": {"batch_size": 16}})
+    assert _ran(_run(project, "dvc", "repro")) == {"evaluate"}
+    _git(project, "commit", "-qam", "params")
+
+
+def test_dvc_exp_run_with_a_param(project, first_repro):
+    before = _run_id(project)
+    output = _run(project, "dvc", "exp", "run", "-n", "longer", "-S", "train.max_iters=40")
+    assert _ran(output) == {"train", "evaluate", "sample"}
+    run = _client(project).get_run(_run_id(project))
+    assert run.info.run_id != before
+    assert run.data.params["train.max_iters"] == "40" and run.data.tags["dvc.exp_name"] == "longer"
+
+
+def _new_run_checkpoint_step(project: Path, previous_run: str) -> int:
+    """Step of models/last.pt once it belongs to a run other than `previous_run`, else -1."""
+    from folio import checkpoint
+
+    info_path, last = project / "models/run.json", project / "models/last.pt"
+    if not (info_path.exists() and last.exists()):
+        return -1
+    info = json.loads(info_path.read_text())
+    state = checkpoint.load(last)
+    if info["run_id"] == previous_run or state["meta"]["fingerprint"] != info["fingerprint"]:
+        return -1
+    return state["step"]
+
+
+def test_killed_training_resumes_on_the_next_repro(project, first_repro):
+    _set_params(project, {"train": {"max_iters": 400, "eval_interval": 20}})
+    previous_run = _run_id(project)
+    proc = subprocess.Popen(["dvc", "repro"], cwd=project, env=_env(project),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:
+            if _new_run_checkpoint_step(project, previous_run) >= 40:
+                break
+            assert proc.poll() is None, "training finished before it could be killed"
+            time.sleep(0.5)
+        run_before = _run_id(project)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    output = _run(project, "dvc", "repro")
+    assert "resuming from step" in output, output
+    assert _run_id(project) == run_before
+    run = _client(project).get_run(run_before)
+    assert run.info.status == "FINISHED"
+    assert max(m.step for m in _client(project).get_metric_history(run_before, "train_loss")) == 400

@@ -1,0 +1,143 @@
+"""The validate stage: the real corpus and plain prose/code pass; HTML, binary, UTF-16/Latin-1, tiny,
+long-line and control-character corpora fail with messages naming the check, its observed value and
+threshold; corpus.json and the Data Docs are written either way, and no gx/ folder is scaffolded."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from pipeline import paths
+from pipeline.params import validate
+from pipeline.validate import CorpusValidationError, main
+
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared/data/tinyshakespeare.txt"
+
+
+def run_stage(tmp_path: Path, monkeypatch, corpus: bytes, **thresholds) -> tuple[dict, str | None]:
+    """Validate `corpus` in a fresh project dir; return corpus.json and the error message (None if it passed)."""
+    monkeypatch.chdir(tmp_path)
+    paths.RAW_DIR.mkdir(parents=True, exist_ok=True)
+    paths.raw_corpus("t").write_bytes(corpus)
+    params = validate({"data": {"name": "t", "url": "file:///x", "sha256": "0" * 64}, "validate": thresholds})
+    try:
+        main(params)
+        error = None
+    except CorpusValidationError as err:
+        error = str(err)
+    assert (tmp_path / "reports/validation/docs/index.html").exists()  # written on failure too
+    assert not (tmp_path / "gx").exists()
+    return json.loads(paths.VALIDATION_RESULT.read_text()), error
+
+
+def failed_checks(report: dict) -> list[str]:
+    return [e["name"] for e in report["expectations"] if not e["passed"]]
+
+
+def prose_and_code(n_paragraphs: int = 150) -> str:
+    """English-ish prose (some of it one paragraph per line, CRLF, curly quotes) and Python code."""
+    rng = random.Random(0)
+    words = ("the of and a to in is it that was for on are with as his they be at one have this from "
+             "or had by word but what some we can out other were all there when up use your how said "
+             "café naïve — “quoted” don’t").split()
+    parts = []
+    for i in range(n_paragraphs):
+        sentences = [" ".join(rng.choice(words) for _ in range(rng.randint(5, 15))).capitalize() + "."
+                     for _ in range(rng.randint(2, 6))]
+        parts.append(" ".join(sentences) + ("\r\n" if i % 7 == 0 else "\n"))
+        parts.append(
+            f"def f{i}(xs: dict[str, list[int]], a: int = {i}) -> bool:\n"
+            f"\t\"\"\"Return whether a < b and b > c for item {i}.\"\"\"\n"
+            f"    if a < len(xs) and xs.get('k', [0])[0] >= a:  # x<a && a>y in C\n"
+            f"        return [v for v in xs if v != '<none>'] == []\n"
+            f"    return a <= {i} or a >> 2 > 1\n\n"
+        )
+    return "".join(parts)
+
+
+def html_page() -> str:
+    rows = "".join(f'    <div class="row" id="r{i}"><p>Paragraph {i} of some text.</p></div>\n' for i in range(300))
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head><title>A page</title></head>\n<body>\n"
+            f"{rows}</body>\n</html>\n")
+
+
+@pytest.mark.skipif(not SHAKESPEARE.exists(), reason=f"{SHAKESPEARE} not present")
+def test_tiny_shakespeare_passes_with_default_thresholds(tmp_path, monkeypatch):
+    report, error = run_stage(tmp_path, monkeypatch, SHAKESPEARE.read_bytes())
+    assert error is None
+    assert report["success"] and failed_checks(report) == []
+    assert [e["name"] for e in report["expectations"]] == [
+        "utf8", "min_bytes", "control", "not_binary", "markup", "line_length"]
+    assert report["stats"]["bytes"] == 1_115_394 and report["stats"]["lines"] == 40_000
+    index = (tmp_path / "reports/validation/docs/index.html").read_text(encoding="utf-8")
+    assert "corpus_lines" in index and "corpus_stats" in index  # both validation results are listed
+    assert list((tmp_path / "reports/validation/docs/validations").rglob("*.html"))
+
+
+def test_english_prose_and_python_code_pass(tmp_path, monkeypatch):
+    report, error = run_stage(tmp_path, monkeypatch, prose_and_code().encode("utf-8"))
+    assert error is None, error
+    assert report["stats"]["first_invalid_utf8_byte"] is None
+
+
+def test_html_page_fails_naming_markup(tmp_path, monkeypatch):
+    report, error = run_stage(tmp_path, monkeypatch, html_page().encode("utf-8"))
+    assert failed_checks(report) == ["markup"]
+    assert "markup: 100.00% of lines look like HTML/XML tags" in error
+    assert "validate.max_markup_line_fraction=0.01" in error
+    assert "line 1, column 1: '<!DOCTYPE html>'" in error
+    # the threshold is honoured: allow markup on every line and a re-run over the same page passes
+    report, error = run_stage(tmp_path, monkeypatch, html_page().encode("utf-8"), max_markup_line_fraction=1.0)
+    assert error is None and report["success"]
+
+
+def test_binary_file_fails_naming_nul_bytes(tmp_path, monkeypatch):
+    rng = random.Random(0)
+    corpus = bytes(rng.randrange(256) for _ in range(20_000))
+    report, error = run_stage(tmp_path, monkeypatch, corpus)
+    assert {"utf8", "not_binary", "control"} <= set(failed_checks(report))
+    count, first = corpus.count(b"\0"), corpus.find(b"\0")
+    assert f"not_binary: {count:,} NUL bytes (none allowed)" in error
+    assert f"first at byte {first:,}, line " in error
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "latin-1"])
+def test_non_utf8_file_fails_naming_utf8_and_offset(tmp_path, monkeypatch, encoding):
+    text = prose_and_code(40).replace("café", "cafe").replace("naïve", "naive")  # ASCII ...
+    text = text.encode("ascii", errors="ignore").decode() + "Un café au lait.\n"  # ... then one é
+    corpus = text.encode(encoding)
+    offset = 0 if encoding == "utf-16" else corpus.index(b"\xe9")  # utf-16: the byte-order mark
+    report, error = run_stage(tmp_path, monkeypatch, corpus)
+    assert "utf8" in failed_checks(report)
+    assert report["expectations"][0]["observed"] == offset
+    assert f"utf8: not valid UTF-8: first invalid byte at offset {offset:,}" in error
+    if encoding == "latin-1":
+        assert failed_checks(report) == ["utf8"]  # the rest is checked on the text all the same
+        assert "b'\\xe9 au lai'" in error
+
+
+def test_too_small_file_fails_naming_min_bytes(tmp_path, monkeypatch):
+    report, error = run_stage(tmp_path, monkeypatch, b"To be, or not to be.\n" * 5)
+    assert failed_checks(report) == ["min_bytes"]
+    assert "min_bytes: the corpus is 105 bytes, fewer than validate.min_bytes=10,000" in error
+
+
+def test_overly_long_lines_fail_naming_line_length(tmp_path, monkeypatch):
+    corpus = ("word " * 4_000 + "\n") * 5 + "a short line\n" * 5  # five 20,000-character lines
+    report, error = run_stage(tmp_path, monkeypatch, corpus.encode())
+    assert failed_checks(report) == ["line_length"]
+    assert report["expectations"][-1]["observed"] == 0.5
+    assert "line_length: 50.00% of lines are longer than validate.max_line_length=5,000" in error
+    assert "validate.max_long_line_fraction=0.001" in error
+    assert "line 1, 20,000 characters" in error
+
+
+def test_control_characters_fail_with_an_example_line(tmp_path, monkeypatch):
+    corpus = "a plain line of text\n" * 1_000 + "colour \x1b[31mred\x1b[0m here\n"
+    report, error = run_stage(tmp_path, monkeypatch, corpus.encode())
+    assert failed_checks(report) == ["control"]
+    assert "control: 0.10% of lines hold control characters" in error
+    assert "line 1001, column 8: 'colour \\x1b[31mred" in error
