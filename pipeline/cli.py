@@ -82,7 +82,7 @@ for _name, _help in STAGES.items():
 def generate(
     prompt: str = typer.Argument(..., help="text to continue"),
     checkpoint_path: Path = typer.Option(Path("models/best.pt"), "--checkpoint", "-c", help="checkpoint file"),
-    tokenizer_path: Path = typer.Option(Path("data/tokenizer/tokenizer.json"), "--tokenizer", help="tokenizer file"),
+    tokenizer_dir: Path = typer.Option(Path("data/tokenizer"), "--tokenizer", help="tokenizer directory"),
     max_new_tokens: int = typer.Option(500, min=1, help="tokens to generate"),
     temperature: float = typer.Option(0.8, min=0.0, help="0 = greedy"),
     top_k: Optional[int] = typer.Option(200, min=1, help="sample among the k likeliest tokens"),
@@ -91,10 +91,10 @@ def generate(
     """Continue PROMPT with a trained checkpoint, streaming tokens to the terminal."""
     from folio import checkpoint
     from folio.generate import generate_tokens
-    from folio.tokenizer import CharTokenizer
+    from folio.tokenizers import load_tokenizer
 
     try:
-        tokenizer = CharTokenizer.load(tokenizer_path)
+        tokenizer = load_tokenizer(tokenizer_dir)
         model = checkpoint.build_model(checkpoint.load(checkpoint_path), tokenizer.digest)
         prompt_ids = tokenizer.encode(prompt)
     except (FileNotFoundError, ValueError) as err:

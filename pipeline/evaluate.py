@@ -1,5 +1,9 @@
-"""Stage evaluate — in: models/best.pt, data/prepared/val.bin, data/tokenizer/ —
-params: evaluate.batch_size — out: reports/metrics.json (also logged to the training run)."""
+"""Stage evaluate — in: models/best.pt, data/prepared/, data/tokenizer/ —
+params: evaluate.batch_size — out: reports/metrics.json (also logged to the training run).
+
+Beside the loss per token it reports bits per byte (total bits over the UTF-8 bytes of the
+predicted val text), which compares runs across tokenizers, and bits per character.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,11 @@ import json
 import math
 
 from folio import checkpoint
-from folio.data import read_tokens
 from folio.evaluate import split_loss
 from folio.fileio import write_json
-from pipeline import paths, tracking
+from pipeline import paths, prepare, tokenize, tracking
 from pipeline.console import log
 from pipeline.params import Params
-from pipeline.tokenize import load_tokenizer
 
 
 def training_run_id() -> str:
@@ -21,30 +23,37 @@ def training_run_id() -> str:
 
 
 def main(params: Params) -> None:
-    tokenizer = load_tokenizer()
+    tokenizer = tokenize.load()
     state = checkpoint.load(paths.BEST_CKPT)
     model = checkpoint.build_model(state, tokenizer.digest)
-    val_tokens = read_tokens(paths.VAL_BIN)
+    val_tokens = prepare.load_split("val")
+    meta = json.loads(paths.PREPARED_META.read_text())
     result = split_loss(model, val_tokens, params.evaluate.batch_size)
-    n_chars = len(tokenizer.decode(val_tokens[1:].tolist()))  # the characters that were predicted
+    # every val token but the first is predicted: leave its text out of the byte and char counts
+    first = tokenizer.decode(val_tokens[:1].tolist())
+    predicted_bytes = meta["val_bytes"] - len(first.encode("utf-8"))
+    predicted_chars = meta["val_chars"] - len(first)
     total_bits = result["loss"] * result["n_tokens"] / math.log(2)
     metrics = {
         "val": {
             "loss": result["loss"],
-            "bits_per_char": total_bits / n_chars,
+            "bits_per_token": result["bits_per_token"],
+            "bits_per_byte": total_bits / predicted_bytes,
+            "bits_per_char": total_bits / predicted_chars,
             "perplexity": result["perplexity"],
             "tokens": result["n_tokens"],
         },
+        "tokenizer": {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size,
+                      "bytes_per_token": meta["bytes_per_token"]},
         "checkpoint_step": state["step"],
     }
     write_json(paths.METRICS, metrics)
-    log(
-        f"val loss {metrics['val']['loss']:.4f}, {metrics['val']['bits_per_char']:.4f} bits/char, "
-        f"perplexity {metrics['val']['perplexity']:.2f} over {result['n_tokens']:,} tokens"
-    )
+    val = metrics["val"]
+    log(f"val loss {val['loss']:.4f} nats/token, {val['bits_per_byte']:.4f} bits/byte, "
+        f"{val['bits_per_char']:.4f} bits/char, perplexity {val['perplexity']:.2f} "
+        f"over {result['n_tokens']:,} tokens")
     tracking.setup()
-    tracking.log_metrics(
-        training_run_id(),
-        {f"final_val_{key}": value for key, value in metrics["val"].items() if key != "tokens"},
-    )
-    tracking.log_artifact(training_run_id(), paths.METRICS, "evaluate")
+    run_id = training_run_id()
+    tracking.log_metrics(run_id, {f"final_val_{key}": value for key, value in val.items()
+                                  if key != "tokens"})
+    tracking.log_artifact(run_id, paths.METRICS, "evaluate")

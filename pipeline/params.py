@@ -35,7 +35,16 @@ class ValidateParams(Section):
 
 
 class TokenizerParams(Section):
-    kind: Literal["char"] = Field("char", description="tokenizer kind")
+    kind: str = Field("char", pattern=r"^(char|bpe|word|tiktoken:[\w.-]+)$",
+                      description="char, bpe, word or tiktoken:<encoding name>")
+    vocab_size: int = Field(1024, ge=2, description="vocabulary size for bpe and word (char and tiktoken have their own)")
+
+    @model_validator(mode="after")
+    def bpe_needs_the_bytes(self):
+        if self.kind == "bpe" and self.vocab_size < 258:
+            raise ValueError(f"tokenizer.vocab_size={self.vocab_size} is too small for bpe "
+                             "(256 byte tokens + merges + <|endoftext|>: at least 258)")
+        return self
 
 
 class ModelParams(Section):

@@ -12,10 +12,7 @@ PARAMS = Path("params.yaml")
 DATA = Path("data")
 RAW_DIR = DATA / "raw"
 TOKENIZER_DIR = DATA / "tokenizer"
-TOKENIZER = TOKENIZER_DIR / "tokenizer.json"
 PREPARED_DIR = DATA / "prepared"
-TRAIN_BIN = PREPARED_DIR / "train.bin"
-VAL_BIN = PREPARED_DIR / "val.bin"
 PREPARED_META = PREPARED_DIR / "meta.json"
 
 MODELS = Path("models")
@@ -36,3 +33,8 @@ SAMPLES = REPORTS / "samples.md"
 
 def raw_corpus(name: str) -> Path:
     return RAW_DIR / f"{name}.txt"
+
+
+def prepared_split(split: str) -> Path:
+    """data/prepared/train.bin or val.bin."""
+    return PREPARED_DIR / f"{split}.bin"

@@ -6,16 +6,15 @@ from __future__ import annotations
 from folio import checkpoint
 from folio.fileio import write_text
 from folio.generate import generate_text
-from pipeline import paths, tracking
+from pipeline import paths, tokenize, tracking
 from pipeline.console import log
 from pipeline.evaluate import training_run_id
 from pipeline.params import Params
-from pipeline.tokenize import load_tokenizer
 
 
 def main(params: Params) -> None:
     s = params.sample
-    tokenizer = load_tokenizer()
+    tokenizer = tokenize.load()
     state = checkpoint.load(paths.BEST_CKPT)
     model = checkpoint.build_model(state, tokenizer.digest)
     sections = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 from pipeline.console import log
@@ -76,14 +77,16 @@ def run_name(flat_params: dict) -> str:
 def log_corpus_dataset(name: str, url: str, sha256: str, size_bytes: int) -> None:
     """Record the corpus as the run's dataset input: name, digest, source and size."""
     ml = mlflow()
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.http_dataset_source import HTTPDatasetSource
     from mlflow.data.meta_dataset import MetaDataset
 
-    source = HTTPDatasetSource(url) if url.startswith(("http://", "https://")) else None
-    if source is None:
-        from mlflow.data.filesystem_dataset_source import FileSystemDatasetSource
-
-        source = FileSystemDatasetSource(url)
+    if url.startswith(("http://", "https://")):
+        source = HTTPDatasetSource(url)
+    else:  # a local file: MLflow registers the same local source class twice and warns about it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(str(Path(url.removeprefix("file://")).resolve()))
     dataset = MetaDataset(source=source, name=name, digest=sha256[:16])
     ml.log_input(dataset, context="training", tags={"sha256": sha256, "size_bytes": str(size_bytes)})
 

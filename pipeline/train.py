@@ -13,14 +13,12 @@ import hashlib
 import json
 
 from folio import checkpoint
-from folio.data import read_tokens
 from folio.fileio import atomic_path, write_json
 from folio.model import GPT, GPTConfig
 from folio.train import TrainConfig, train
-from pipeline import paths, tracking
+from pipeline import paths, prepare, tokenize, tracking
 from pipeline.console import Progress, log
 from pipeline.params import Params
-from pipeline.tokenize import load_tokenizer
 
 
 def model_config(params: Params, vocab_size: int) -> GPTConfig:
@@ -118,9 +116,9 @@ def plot_losses(history: dict) -> None:
 
 
 def main(params: Params) -> None:
-    tokenizer = load_tokenizer()
+    tokenizer = tokenize.load()
     meta = json.loads(paths.PREPARED_META.read_text())
-    train_tokens, val_tokens = read_tokens(paths.TRAIN_BIN), read_tokens(paths.VAL_BIN)
+    train_tokens, val_tokens = prepare.load_split("train"), prepare.load_split("val")
     run_fingerprint = fingerprint(params, tokenizer.digest)
     resume = resumable_run(run_fingerprint)
     if resume is None:
@@ -135,9 +133,10 @@ def main(params: Params) -> None:
         if run_id is None:
             ml.log_params(flat)
             ml.set_tags(tracking.run_tags())
-            tracking.log_corpus_dataset(
-                params.data.name, params.data.url, params.data.sha256, meta["corpus_bytes"]
-            )
+            tracking.log_corpus_dataset(params.data.name, params.data.url, params.data.sha256,
+                                        meta["train_bytes"] + meta["val_bytes"])
+            ml.log_metrics({"tokenizer_vocab_size": tokenizer.vocab_size,
+                            "tokenizer_bytes_per_token": meta["bytes_per_token"]})
             write_json(paths.RUN_INFO, {"run_id": run.info.run_id, "fingerprint": run_fingerprint})
         model = GPT(model_config(params, tokenizer.vocab_size))
         mlflow_cb = tracking.MlflowCallback(run.info.run_id)
@@ -156,7 +155,7 @@ def main(params: Params) -> None:
                 mlflow_cb.flush()
         write_history(result.history)
         ml.log_metric("best_val_loss", result.best_val_loss)
-        ml.log_artifact(str(paths.TOKENIZER), "tokenizer")
+        ml.log_artifacts(str(paths.TOKENIZER_DIR), "tokenizer")
         for path in (paths.LOSS_PLOT, paths.TRAIN_STEPS, paths.TRAIN_EVALS):
             ml.log_artifact(str(path), "train")
         ml.log_artifact(str(paths.BEST_CKPT), "checkpoint")

@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from folio.data import BatchSampler, read_tokens, sequential_windows, split_ids, write_tokens
+from folio.data import (BatchSampler, read_tokens, sequential_windows, split_text, token_dtype,
+                        write_tokens)
 
 
 def test_split_keeps_the_tail_as_val():
-    train, val = split_ids(np.arange(100), 0.1)
-    assert train.tolist() == list(range(90)) and val.tolist() == list(range(90, 100))
+    train, val = split_text("abcdefghij" * 10, 0.1)
+    assert train == "abcdefghij" * 9 and val == "abcdefghij"
 
 
 def test_token_file_round_trip_is_uint16(tmp_path):
@@ -18,6 +19,12 @@ def test_token_file_round_trip_is_uint16(tmp_path):
     write_tokens(tmp_path / "x.bin", ids)
     assert (tmp_path / "x.bin").stat().st_size == 2 * len(ids)
     assert read_tokens(tmp_path / "x.bin").tolist() == ids.tolist()
+
+
+def test_large_vocabularies_use_uint32(tmp_path):
+    assert token_dtype(65_536) == np.uint16 and token_dtype(100_277) == np.uint32
+    write_tokens(tmp_path / "x.bin", [100_000, 3], token_dtype(100_277))
+    assert read_tokens(tmp_path / "x.bin", "uint32").tolist() == [100_000, 3]
 
 
 def test_ids_that_do_not_fit_are_refused(tmp_path):

@@ -5,7 +5,7 @@ import torch
 
 from folio.generate import generate_text, generate_tokens, sample
 from folio.model import GPT, GPTConfig
-from folio.tokenizer import CharTokenizer
+from folio.tokenizers import CharTokenizer
 
 
 def test_temperature_zero_is_greedy():

@@ -8,7 +8,7 @@ import torch
 
 from folio import checkpoint
 from folio.model import GPT, GPTConfig
-from folio.tokenizer import CharTokenizer
+from folio.tokenizers import CharTokenizer
 from folio.train import NonFiniteLossError, TrainConfig, lr_at, train
 
 

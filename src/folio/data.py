@@ -1,7 +1,8 @@
 """Token files on disk and the batches drawn from them.
 
-A split is a flat array of token ids saved as raw little-endian uint16 (`.bin`), as in nanoGPT.
-Splits are small enough (a few MB) to load into RAM, which avoids the memmap growth nanoGPT saw.
+A split is a flat array of token ids saved as raw little-endian uint16 (`.bin`), as in nanoGPT,
+or uint32 when the vocabulary does not fit in 16 bits. Splits are small enough (a few MB) to load
+into RAM, which avoids the memmap growth nanoGPT saw.
 """
 
 from __future__ import annotations
@@ -14,28 +15,31 @@ import torch
 
 from folio.fileio import atomic_path
 
-TOKEN_DTYPE = np.uint16
-
-
-def split_ids(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Split into (train, val), the tail as val so that val text never precedes train text."""
+def split_text(text: str, val_fraction: float) -> tuple[str, str]:
+    """Split into (train, val) text, the tail as val, so val text never precedes train text.
+    Splitting text rather than ids lets tokenizers train on the train part alone."""
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    n_val = int(round(len(ids) * val_fraction))
-    return ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+    n_val = int(round(len(text) * val_fraction))
+    return text[: len(text) - n_val], text[len(text) - n_val :]
 
 
-def write_tokens(path: str | Path, ids) -> None:
-    ids = np.asarray(ids)
-    if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(TOKEN_DTYPE).max):
-        raise ValueError(f"token ids must fit in {np.dtype(TOKEN_DTYPE).name}")
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 when every id fits (halves disk and RAM), uint32 otherwise."""
+    return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
+
+
+def write_tokens(path: str | Path, ids, dtype: np.dtype | str = np.uint16) -> None:
+    ids, dtype = np.asarray(ids), np.dtype(dtype)
+    if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(dtype).max):
+        raise ValueError(f"token ids must fit in {dtype.name}")
     with atomic_path(path) as tmp:
-        ids.astype(TOKEN_DTYPE).tofile(tmp)
+        ids.astype(dtype).tofile(tmp)
 
 
-def read_tokens(path: str | Path) -> torch.Tensor:
+def read_tokens(path: str | Path, dtype: np.dtype | str = np.uint16) -> torch.Tensor:
     """The whole split as an int64 tensor (what embedding lookups want)."""
-    return torch.from_numpy(np.fromfile(path, dtype=TOKEN_DTYPE).astype(np.int64))
+    return torch.from_numpy(np.fromfile(path, dtype=np.dtype(dtype)).astype(np.int64))
 
 
 class BatchSampler:

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
-from pathlib import Path
-
-from folio.fileio import write_json
 
 
 class CharTokenizer:
@@ -30,7 +26,6 @@ class CharTokenizer:
 
     @property
     def digest(self) -> str:
-        """A short fingerprint stored with checkpoints so a mismatched vocabulary is refused."""
         return hashlib.sha256("".join(self.chars).encode("utf-8")).hexdigest()[:16]
 
     def encode(self, text: str) -> list[int]:
@@ -42,12 +37,9 @@ class CharTokenizer:
     def decode(self, ids) -> str:
         return "".join(self.chars[int(i)] for i in ids)
 
-    def save(self, path: str | Path) -> None:
-        write_json(path, {"kind": self.kind, "chars": self.chars, "digest": self.digest})
+    def config(self) -> dict:
+        return {"chars": self.chars}
 
     @classmethod
-    def load(cls, path: str | Path) -> "CharTokenizer":
-        meta = json.loads(Path(path).read_text(encoding="utf-8"))
-        if meta.get("kind") != cls.kind:
-            raise ValueError(f"{path}: tokenizer kind {meta.get('kind')!r}, expected {cls.kind!r}")
-        return cls(meta["chars"])
+    def from_config(cls, config: dict, directory) -> "CharTokenizer":
+        return cls(config["chars"])

@@ -1,0 +1,75 @@
+"""The tokenize and prepare stages for each tokenizer kind: BPE and word learn from the train
+split only, ids are stored as uint16 or uint32 by vocabulary size, meta.json records bytes per
+token, and evaluate reports bits per byte next to the per-token loss."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from pipeline import evaluate, paths, prepare, tokenize, train
+from pipeline.params import validate
+
+TEXT = "".join(f"Line {i}: the quick brown fox, número {i % 7} — jumps!\n" for i in range(400))
+
+
+def _params(**tokenizer):
+    return validate({
+        "data": {"name": "t", "url": "file:///unused", "sha256": "0" * 64, "val_fraction": 0.1},
+        "tokenizer": tokenizer,
+        "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
+        "train": {"max_iters": 4, "batch_size": 4, "eval_interval": 2, "eval_iters": 1,
+                  "warmup_iters": 1, "device": "cpu"},
+        "evaluate": {"batch_size": 8},
+    })
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    paths.RAW_DIR.mkdir(parents=True)
+    paths.raw_corpus("t").write_text(TEXT, encoding="utf-8")
+    return tmp_path
+
+
+@pytest.mark.parametrize("tokenizer", [{"kind": "char"}, {"kind": "bpe", "vocab_size": 300},
+                                       {"kind": "word", "vocab_size": 50}])
+def test_tokenize_prepare_train_evaluate(project, tokenizer):
+    params = _params(**tokenizer)
+    for stage in (tokenize, prepare, train, evaluate):
+        stage.main(params)
+    meta = json.loads(paths.PREPARED_META.read_text())
+    assert meta["dtype"] == "uint16" and meta["tokenizer_kind"] == tokenizer["kind"]
+    assert meta["train_chars"] + meta["val_chars"] == len(TEXT)
+    assert meta["bytes_per_token"] == pytest.approx(
+        len(TEXT.encode()) / (meta["train_tokens"] + meta["val_tokens"]))
+    metrics = json.loads(paths.METRICS.read_text())["val"]
+    assert math.isfinite(metrics["bits_per_byte"]) and metrics["bits_per_byte"] > 0
+    # bits per byte = bits per token spread over the bytes each token stands for
+    assert metrics["bits_per_byte"] == pytest.approx(
+        metrics["bits_per_token"] * metrics["tokens"] / (meta["val_bytes"] - len(
+            tokenize.load().decode(prepare.load_split("val")[:1].tolist()).encode())))
+
+
+def test_bpe_learns_from_the_train_split_only(project):
+    params = _params(kind="bpe", vocab_size=300)
+    paths.raw_corpus("t").write_text(TEXT[:-2000] + "zyzzyva " * 250, encoding="utf-8")
+    tokenize.main(params)
+    tok = tokenize.load()
+    assert len(tok.encode("zyzzyva")) > 2  # a word seen only in val was not merged
+
+
+def test_vocabularies_over_65536_are_stored_as_uint32(project):
+    words = " ".join(f"w{i}" for i in range(70_000)) + "\n"
+    paths.raw_corpus("t").write_text(words * 2, encoding="utf-8")
+    params = _params(kind="word", vocab_size=80_000)
+    tokenize.main(params)
+    prepare.main(params)
+    assert json.loads(paths.PREPARED_META.read_text())["dtype"] == "uint32"
+    ids = prepare.load_split("train")
+    assert ids.max() >= 65_536
+    assert np.fromfile(paths.prepared_split("train"), dtype=np.uint32).size == len(ids)
