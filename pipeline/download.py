@@ -1,17 +1,23 @@
-"""Stage download — params: data.name, data.url, data.sha256 — out: data/raw/<name>.txt.
+"""Stage download — params: data.name, data.url, data.sha256 — out: data/raw/<name>.txt and
+data/raw/<name>.json (the file's sha256, size and the source that served it).
 
-With FOLIO_DATA_MIRROR set (a directory or an http(s) base URL holding `<name>.txt`) the mirror
-is tried first; the checksum is verified whichever source serves the file.
+`data.url` is an http(s) URL, a `file:///absolute/path` URL or a plain path (relative to the project
+root). With `data.sha256` set, a file with any other digest fails the stage naming both digests;
+with it empty (a corpus of your own), the digest is computed, logged and recorded, and the validate
+stage is the gate. With FOLIO_DATA_MIRROR set (a directory or an http(s) base URL holding
+`<name>.txt`) the mirror is tried first; the checksum is verified whichever source serves the file.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 from folio.download import fetch, sha256_of
+from folio.fileio import write_json
 from pipeline import paths
 from pipeline.console import Progress, log
-from pipeline.params import Params
+from pipeline.params import DataParams, Params
 
 MIRROR_ENV = "FOLIO_DATA_MIRROR"
 
@@ -23,14 +29,30 @@ def sources(name: str, url: str) -> list[str]:
     return [f"{mirror.rstrip('/')}/{name}.txt", url]
 
 
+def corpus_record(data: DataParams) -> dict:
+    """What download recorded about the corpus: {"sha256", "bytes", "source", "pinned"}. Rebuilt
+    from the file itself when the corpus was put in place by hand (no record beside it)."""
+    record = paths.raw_record(data.name)
+    if record.exists():
+        return json.loads(record.read_text(encoding="utf-8"))
+    corpus = paths.raw_corpus(data.name)
+    return {"sha256": sha256_of(corpus), "bytes": corpus.stat().st_size, "source": data.url,
+            "pinned": bool(data.sha256)}
+
+
 def main(params: Params) -> None:
     data = params.data
-    dest = paths.raw_corpus(data.name)
-    if dest.exists() and sha256_of(dest) == data.sha256:
+    dest, record = paths.raw_corpus(data.name), paths.raw_record(data.name)
+    if data.sha256 and dest.exists() and record.exists() and sha256_of(dest) == data.sha256:
         log(f"{dest} already present and verified")
         return
     candidates = sources(data.name, data.url)
     log(f"downloading {data.name} from {' then '.join(candidates)}")
     with Progress(f"download {data.name}", total=None, every=5.0) as bar:
-        fetch(candidates, dest, data.sha256, progress=lambda done, total: bar.update(done, total), log=log)
-    log(f"wrote {dest} ({dest.stat().st_size:,} bytes, sha256 verified)")
+        got = fetch(candidates, dest, data.sha256, progress=lambda done, total: bar.update(done, total), log=log)
+    write_json(record, {"sha256": got.sha256, "bytes": got.bytes, "source": got.source, "pinned": bool(data.sha256)})
+    if data.sha256:
+        log(f"wrote {dest} ({got.bytes:,} bytes from {got.source}, sha256 verified)")
+    else:
+        log(f"wrote {dest} ({got.bytes:,} bytes from {got.source}); data.sha256 is empty, so nothing was "
+            f"verified: its sha256 is {got.sha256} (set data.sha256 to pin it; validate is the gate)")

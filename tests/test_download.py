@@ -1,8 +1,12 @@
 """Download: served over loopback HTTP; checksum failure names both digests and keeps no file;
-retries with backoff on server errors; no retry on 404; a mirror directory is tried first."""
+retries with backoff on server errors; no retry on 404; a broken connection resumes with a Range
+request when the server accepts ranges and starts over when it does not; a body that stays short
+is an error, never a file; file:// URLs and plain paths; an empty sha256 is computed and recorded
+by the stage; a mirror directory is tried first."""
 
 import hashlib
 import http.server
+import json
 
 import pytest
 
@@ -19,8 +23,8 @@ def test_fetch_over_http(tmp_path, http_server):
     (tmp_path / "srv" / "c.txt").write_bytes(BODY)
     url = http_server(tmp_path / "srv") + "/c.txt"
     seen = []
-    dest = fetch([url], tmp_path / "out" / "c.txt", DIGEST, progress=lambda d, t: seen.append((d, t)))
-    assert dest.read_bytes() == BODY
+    got = fetch([url], tmp_path / "out" / "c.txt", DIGEST, progress=lambda d, t: seen.append((d, t)))
+    assert got.path.read_bytes() == BODY and got.source == url and got.sha256 == DIGEST
     assert seen[-1] == (len(BODY), len(BODY))
 
 
@@ -92,5 +96,77 @@ def test_mirror_is_tried_first_then_the_url(tmp_path, monkeypatch):
 def test_mirror_directory_serves_the_real_corpus(tmp_path, shared_corpus):
     from tests.conftest import SHAKESPEARE_SHA256
 
-    dest = fetch([str(shared_corpus)], tmp_path / "t.txt", SHAKESPEARE_SHA256)
-    assert dest.stat().st_size == 1_115_394
+    got = fetch([str(shared_corpus)], tmp_path / "t.txt", SHAKESPEARE_SHA256)
+    assert got.path.stat().st_size == got.bytes == 1_115_394
+
+
+def _breaking_handler(calls: list, *, accept_ranges: bool, honour_range: bool = True, breaks: int = 1):
+    """Serves BODY; the first `breaks` responses stop halfway and close the connection."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            calls.append(self.headers.get("Range"))
+            start = int(self.headers["Range"][6:-1]) if self.headers.get("Range") and honour_range else 0
+            self.send_response(206 if start else 200)
+            if start:
+                self.send_header("Content-Range", f"bytes {start}-{len(BODY) - 1}/{len(BODY)}")
+            if accept_ranges:
+                self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Length", str(len(BODY) - start))
+            self.end_headers()
+            part = BODY[start:]
+            self.wfile.write(part[: len(part) // 2] if len(calls) <= breaks else part)
+
+        def log_message(self, *args):
+            pass
+
+    return Handler
+
+
+def test_a_broken_connection_resumes_with_a_range_request(tmp_path, http_server):
+    calls, logs = [], []
+    url = http_server(handler=_breaking_handler(calls, accept_ranges=True)) + "/c.txt"
+    got = fetch([url], tmp_path / "c.txt", DIGEST, backoff=0, log=logs.append)
+    assert got.path.read_bytes() == BODY
+    assert calls == [None, f"bytes={len(BODY) // 2}-"]  # the second request asks only for the rest
+    assert "connection closed after 1,000 of 2,000 bytes" in logs[0] and "resuming" in logs[0]
+
+
+@pytest.mark.parametrize("accept_ranges", [False, True])
+def test_without_range_support_a_broken_download_starts_over(tmp_path, http_server, accept_ranges):
+    calls = []
+    # either the server does not offer ranges, or it offers them but answers a Range request with 200
+    url = http_server(handler=_breaking_handler(calls, accept_ranges=accept_ranges, honour_range=False)) + "/c"
+    got = fetch([url], tmp_path / "c.txt", DIGEST, backoff=0, log=lambda m: None)
+    assert got.path.read_bytes() == BODY
+    assert calls[1] == (f"bytes={len(BODY) // 2}-" if accept_ranges else None)
+
+
+def test_a_body_that_stays_short_is_an_error_and_never_a_file(tmp_path, http_server):
+    calls = []
+    url = http_server(handler=_breaking_handler(calls, accept_ranges=False, breaks=99)) + "/c.txt"
+    with pytest.raises(DownloadError, match=r"attempt 3/3\): connection closed after 1,000 of 2,000 bytes"):
+        fetch([url], tmp_path / "c.txt", "", retries=3, backoff=0, log=lambda m: None)
+    assert len(calls) == 3 and list(tmp_path.iterdir()) == []
+
+
+def test_file_urls_and_plain_paths_are_sources(tmp_path, monkeypatch):
+    (tmp_path / "my corpus.txt").write_bytes(BODY)
+    for source in [(tmp_path / "my corpus.txt").as_uri(), str(tmp_path / "my corpus.txt"), "my corpus.txt"]:
+        monkeypatch.chdir(tmp_path)  # the last is relative to the project root
+        got = fetch([source], tmp_path / "out" / "c.txt", DIGEST)
+        assert got.path.read_bytes() == BODY and got.source == source
+
+
+def test_an_empty_sha256_is_computed_recorded_and_logged(tmp_path, monkeypatch, capsys):
+    from pipeline import download, paths
+    from pipeline.params import validate
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.txt").write_bytes(BODY)
+    params = validate({"data": {"name": "mine", "url": "mine.txt", "sha256": ""}})
+    download.main(params)
+    record = json.loads(paths.raw_record("mine").read_text())
+    assert record == {"sha256": DIGEST, "bytes": len(BODY), "source": "mine.txt", "pinned": False}
+    assert paths.raw_corpus("mine").read_bytes() == BODY
+    assert DIGEST in capsys.readouterr().err
+    assert download.corpus_record(params.data) == record  # what train logs to MLflow

@@ -1,6 +1,7 @@
 """The validate stage: the real corpus and plain prose/code pass; HTML, binary, UTF-16/Latin-1, tiny,
-long-line and control-character corpora fail with messages naming the check, its observed value and
-threshold; corpus.json and the Data Docs are written either way, and no gx/ folder is scaffolded."""
+empty, long-line, control-character, non-printable, Git LFS pointer, repeated-line, shredded and
+wrong-alphabet corpora fail with messages naming the check, its observed value and threshold;
+corpus.json and the Data Docs are written either way, and no gx/ folder is scaffolded."""
 
 from __future__ import annotations
 
@@ -28,9 +29,9 @@ def run_stage(tmp_path: Path, monkeypatch, corpus: bytes, **thresholds) -> tuple
         error = None
     except CorpusValidationError as err:
         error = str(err)
-    assert (tmp_path / "reports/validation/docs/index.html").exists()  # written on failure too
+    assert (tmp_path / "reports/validation/corpus/docs/index.html").exists()  # written on failure too
     assert not (tmp_path / "gx").exists()
-    return json.loads(paths.VALIDATION_RESULT.read_text()), error
+    return json.loads(paths.validation_report("corpus").read_text()), error
 
 
 def failed_checks(report: dict) -> list[str]:
@@ -70,11 +71,14 @@ def test_tiny_shakespeare_passes_with_default_thresholds(tmp_path, monkeypatch):
     assert error is None
     assert report["success"] and failed_checks(report) == []
     assert [e["name"] for e in report["expectations"]] == [
-        "utf8", "min_bytes", "control", "not_binary", "markup", "line_length"]
-    assert report["stats"]["bytes"] == 1_115_394 and report["stats"]["lines"] == 40_000
-    index = (tmp_path / "reports/validation/docs/index.html").read_text(encoding="utf-8")
+        "utf8", "not_lfs_pointer", "not_binary", "control", "printable", "markup", "min_bytes", "min_lines",
+        "line_length", "mean_line_length", "duplicates", "distinct_chars"]
+    stats = report["stats"]
+    assert stats["bytes"] == 1_115_394 and stats["lines"] == 40_000 and stats["distinct_characters"] == 65
+    assert 0.05 < stats["duplicate_fraction"] < 0.1  # speaker names and refrains, not copies
+    index = (tmp_path / "reports/validation/corpus/docs/index.html").read_text(encoding="utf-8")
     assert "corpus_lines" in index and "corpus_stats" in index  # both validation results are listed
-    assert list((tmp_path / "reports/validation/docs/validations").rglob("*.html"))
+    assert list((tmp_path / "reports/validation/corpus/docs/validations").rglob("*.html"))
 
 
 def test_english_prose_and_python_code_pass(tmp_path, monkeypatch):
@@ -120,24 +124,93 @@ def test_non_utf8_file_fails_naming_utf8_and_offset(tmp_path, monkeypatch, encod
 
 
 def test_too_small_file_fails_naming_min_bytes(tmp_path, monkeypatch):
-    report, error = run_stage(tmp_path, monkeypatch, b"To be, or not to be.\n" * 5)
+    corpus = b"To be, or not to be.\n" * 5
+    report, error = run_stage(tmp_path, monkeypatch, corpus, min_lines=1, max_duplicate_fraction=1.0)
     assert failed_checks(report) == ["min_bytes"]
     assert "min_bytes: the corpus is 105 bytes, fewer than validate.min_bytes=10,000" in error
 
 
 def test_overly_long_lines_fail_naming_line_length(tmp_path, monkeypatch):
     corpus = ("word " * 4_000 + "\n") * 5 + "a short line\n" * 5  # five 20,000-character lines
-    report, error = run_stage(tmp_path, monkeypatch, corpus.encode())
+    report, error = run_stage(tmp_path, monkeypatch, corpus.encode(), min_lines=1, max_duplicate_fraction=1.0)
     assert failed_checks(report) == ["line_length"]
-    assert report["expectations"][-1]["observed"] == 0.5
+    assert report["expectations"][8]["observed"] == 0.5
     assert "line_length: 50.00% of lines are longer than validate.max_line_length=5,000" in error
     assert "validate.max_long_line_fraction=0.001" in error
     assert "line 1, 20,000 characters" in error
 
 
 def test_control_characters_fail_with_an_example_line(tmp_path, monkeypatch):
-    corpus = "a plain line of text\n" * 1_000 + "colour \x1b[31mred\x1b[0m here\n"
+    corpus = "".join(f"plain line {i} of text\n" for i in range(1_000)) + "colour \x1b[31mred\x1b[0m here\n"
     report, error = run_stage(tmp_path, monkeypatch, corpus.encode())
     assert failed_checks(report) == ["control"]
     assert "control: 0.10% of lines hold control characters" in error
     assert "line 1001, column 8: 'colour \\x1b[31mred" in error
+
+
+LFS_POINTER = (b"version https://git-lfs.github.com/spec/v1\n"
+               b"oid sha256:86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed\nsize 1115394\n")
+
+
+def test_git_lfs_pointer_fails_naming_the_pointer(tmp_path, monkeypatch):
+    report, error = run_stage(tmp_path, monkeypatch, LFS_POINTER)
+    assert failed_checks(report)[0] == "not_lfs_pointer"
+    assert ("not_lfs_pointer: the file is a Git LFS pointer (oid sha256:86c4e6aa9db7c042ec79f339dcb96d42b00"
+            "75e16b8fc2e86bf0ca57e2dc565ed, size 1,115,394 bytes)") in error
+    # a text that merely mentions LFS is not a pointer
+    report, _ = run_stage(tmp_path, monkeypatch, LFS_POINTER + prose_and_code().encode())
+    assert "not_lfs_pointer" not in failed_checks(report)
+
+
+def test_empty_file_fails_naming_size_and_lines(tmp_path, monkeypatch):
+    report, error = run_stage(tmp_path, monkeypatch, b"")
+    assert failed_checks(report) == ["min_bytes", "min_lines", "mean_line_length", "distinct_chars"]
+    assert "min_bytes: the corpus is 0 bytes, fewer than validate.min_bytes=10,000" in error
+    assert "min_lines: the corpus has 0 lines, fewer than validate.min_lines=100" in error
+
+
+def test_one_line_repeated_fails_naming_duplicates(tmp_path, monkeypatch):
+    line = "All work and no play makes Jack a dull boy.\n"
+    report, error = run_stage(tmp_path, monkeypatch, (line * 1_000).encode())
+    assert failed_checks(report) == ["duplicates"]
+    assert "duplicates: 99.90% of the text repeats earlier lines, more than validate.max_duplicate_fraction=0.5" in error
+    assert "most repeated: 'All work and no play makes Jack a dull boy.' ×1,000" in error
+
+
+def test_a_corpus_appended_to_itself_fails_duplicates(tmp_path, monkeypatch):
+    once, _ = run_stage(tmp_path, monkeypatch, prose_and_code().encode())
+    twice, error = run_stage(tmp_path, monkeypatch, (prose_and_code() * 2).encode())
+    assert once["success"] and failed_checks(twice) == ["duplicates"]
+    assert twice["stats"]["duplicate_fraction"] > 0.5 > once["stats"]["duplicate_fraction"]
+
+
+def test_private_use_and_replacement_characters_fail_printable(tmp_path, monkeypatch):
+    corpus = "".join(f"line {i} shows an icon \ue000 and a lost byte \ufffd here\n" for i in range(300))
+    report, error = run_stage(tmp_path, monkeypatch, corpus.encode())
+    assert failed_checks(report) == ["printable"]
+    observed = 1 - 600 / len(corpus)
+    assert f"printable: only {observed:.2%} of characters are printable or whitespace" in error
+    assert "validate.min_printable_fraction=0.999" in error
+    assert "'\\ue000' ×300" in error and "'�' ×300" in error
+
+
+def test_text_shredded_one_character_per_line_fails_mean_line_length(tmp_path, monkeypatch):
+    corpus = "\n".join(prose_and_code(20).replace("\n", " ")) + "\n"
+    report, error = run_stage(tmp_path, monkeypatch, corpus.encode(), max_duplicate_fraction=1.0)
+    assert failed_checks(report) == ["mean_line_length"]
+    assert "mean_line_length: lines hold 1 characters on average" in error
+    assert "validate.min_mean_line_length=5" in error
+
+
+def test_distinct_characters_outside_bounds_fail(tmp_path, monkeypatch):
+    rng = random.Random(0)
+    ideographs = "".join("".join(chr(rng.randrange(0x4E00, 0x9FFF)) for _ in range(40)) + "\n" for _ in range(300))
+    report, error = run_stage(tmp_path, monkeypatch, ideographs.encode())
+    assert failed_checks(report) == ["distinct_chars"]
+    count = len(set(ideographs))
+    assert f"distinct_chars: {count:,} distinct characters, outside validate.min_distinct_chars=10 to " \
+           "validate.max_distinct_chars=1,000" in error
+    binary_numbers = "".join(f"{i:b}\n" for i in range(2_000))
+    report, error = run_stage(tmp_path, monkeypatch, binary_numbers.encode())
+    assert failed_checks(report) == ["distinct_chars"]
+    assert "distinct_chars: 3 distinct characters" in error and "'\\n'" in error

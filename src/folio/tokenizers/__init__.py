@@ -28,6 +28,7 @@ __all__ = ["Tokenizer", "CharTokenizer", "BPETokenizer", "WordTokenizer", "Tikto
 
 class Tokenizer(Protocol):
     kind: str
+    lossless: bool  # decode(encode(text)) == text for any text it can encode
 
     @property
     def vocab_size(self) -> int: ...

@@ -37,6 +37,8 @@ def read_ranks(path: Path) -> dict[bytes, int]:
 class TiktokenTokenizer:
     """A tokenizer backed by a `tiktoken.Encoding`: the trained BPE, or a pretrained encoding."""
 
+    lossless = True
+
     def __init__(self, kind: str, encoding: tiktoken.Encoding, ranks_digest: str):
         self.kind, self.encoding, self.ranks_digest = kind, encoding, ranks_digest
 

@@ -7,6 +7,7 @@ import hashlib
 
 class CharTokenizer:
     kind = "char"
+    lossless = True
 
     def __init__(self, chars: list[str]):
         if len(set(chars)) != len(chars):

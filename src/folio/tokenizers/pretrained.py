@@ -62,6 +62,15 @@ def load_pretrained(name: str) -> TiktokenTokenizer:
             f"set, then copy that directory here and point TIKTOKEN_CACHE_DIR at it "
             f"(this file is expected at {cache_path(missing.url)})."
         ) from None
-    tokens = b"\n".join(sorted(encoding.token_byte_values()))
-    ranks_digest = hashlib.sha256(name.encode() + b"\0" + tokens).hexdigest()
-    return TiktokenTokenizer(f"tiktoken:{name}", encoding, ranks_digest)
+    return TiktokenTokenizer(f"tiktoken:{name}", encoding, _identity(name, encoding.n_vocab))
+
+
+def _identity(name: str, n_vocab: int) -> str:
+    return f"{name}/n_vocab={n_vocab}"
+
+
+def pretrained_digest(name: str, n_vocab: int) -> str:
+    """The digest of encoding `name`, the same as its loaded tokenizer's but known without its
+    files (an imported GPT-2 checkpoint records it offline). The name identifies the vocabulary:
+    tiktoken pins each named encoding's files by sha256 and refuses any others."""
+    return TiktokenTokenizer(f"tiktoken:{name}", None, _identity(name, n_vocab)).digest

@@ -14,6 +14,7 @@ PIECES = re.compile(r"\w+|[^\w\s]|\s+")
 
 class WordTokenizer:
     kind = "word"
+    lossless = False  # unknown pieces come back as <unk>: decode(encode(x)) == normalize(x)
 
     def __init__(self, words: list[str]):
         if words[:1] != [UNK]:
@@ -43,6 +44,10 @@ class WordTokenizer:
 
     def decode(self, ids) -> str:
         return "".join(self.words[int(i)] for i in ids)
+
+    def normalize(self, text: str) -> str:
+        """The text as this vocabulary can represent it: unknown pieces become <unk>."""
+        return "".join(p if p in self.stoi else UNK for p in PIECES.findall(text))
 
     def config(self) -> dict:
         return {"words": self.words}
