@@ -1,0 +1,132 @@
+"""The model card: one markdown page per registered version — what data (with its digest), which
+params, what it scores, how training went, what it writes, and how to load it.
+
+`render(facts)` is a pure function; pipeline/register.py gathers the facts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAX_EVAL_ROWS = 12
+METRIC_LABELS = {"loss": "loss (nats/token)", "bits_per_byte": "bits per byte",
+                 "bits_per_char": "bits per character", "bits_per_token": "bits per token",
+                 "perplexity": "perplexity", "tokens": "tokens scored"}
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    name: str
+    version: str
+    run_id: str
+    run_name: str
+    data: dict  # name, url, sha256, size_bytes, val_fraction
+    tokenizer: dict  # kind, vocab_size, bytes_per_token
+    params: dict  # flat model.* and train.* params
+    metrics: dict  # the val section of reports/metrics.json
+    checkpoint_step: int
+    evals: list  # [step, train_loss, val_loss] rows
+    samples: str  # reports/samples.md
+    lineage: dict  # label -> value (git commit, DVC experiment, registered at)
+    loss_curve: str = "loss.png"  # beside the card in the model's artifacts
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _number(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def _thin(rows: list, limit: int = MAX_EVAL_ROWS) -> list:
+    """At most `limit` rows, evenly spread, always keeping the first and the last."""
+    if len(rows) <= limit:
+        return rows
+    picks = {round(i * (len(rows) - 1) / (limit - 1)) for i in range(limit)}
+    return [rows[i] for i in sorted(picks)]
+
+
+def _demoted(markdown: str) -> str:
+    """samples.md under a `## Samples` heading: drop its title, push its headings one level down."""
+    lines, in_code = [], False
+    for line in markdown.strip().splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        elif not in_code and line.startswith("# "):
+            continue
+        elif not in_code and line.startswith("#"):
+            line = "#" + line
+        lines.append(line)
+    return "\n".join(lines).strip()
+
+
+def _data_section(f: CardFacts) -> str:
+    d, t = f.data, f.tokenizer
+    return "\n".join([
+        "## Data",
+        "",
+        f"- corpus **{d['name']}** from {d['url']}",
+        f"- sha256 `{d['sha256']}`, {d['size_bytes']:,} bytes; the last {d['val_fraction']:.0%} "
+        "is the validation split",
+        f"- tokenizer `{t['kind']}`, {t['vocab_size']:,} tokens, {t['bytes_per_token']:.2f} bytes "
+        "per token",
+    ])
+
+
+def _training_section(f: CardFacts) -> str:
+    rows = [[step, f"{train:.4f}", f"{val:.4f}"] for step, train, val in _thin(f.evals)]
+    return "\n".join([
+        "## Training",
+        "",
+        f"![loss curve]({f.loss_curve})",
+        "",
+        _table(["step", "train loss", "val loss"], rows),
+    ])
+
+
+def _how_to_load(f: CardFacts) -> str:
+    uri = f"models:/{f.name}/{f.version}"
+    return "\n".join([
+        "## How to load",
+        "",
+        "```python",
+        "import mlflow",
+        "",
+        f'model = mlflow.pyfunc.load_model("{uri}")',
+        'model.predict(["ROMEO:"], params={"max_new_tokens": 200, "temperature": 0.8, "seed": 1})',
+        "```",
+        "",
+        "```bash",
+        f'folio generate --model {uri} "ROMEO:"',
+        f"mlflow models serve -m {uri} --env-manager local -p 5001",
+        "curl -s 127.0.0.1:5001/invocations -H 'Content-Type: application/json' \\",
+        "  -d '{\"inputs\": [\"ROMEO:\"], \"params\": {\"max_new_tokens\": 100, \"seed\": 1}}'",
+        "```",
+        "",
+        "Params: `max_new_tokens`, `temperature` (0 = greedy), `top_k`, `top_p`, `seed`. "
+        "Loading needs folio installed (`pip install -e .` in its repository).",
+    ])
+
+
+def render(f: CardFacts) -> str:
+    metric_rows = [[METRIC_LABELS.get(k, k), _number(v)] for k, v in f.metrics.items()]
+    param_rows = [[f"`{k}`", _number(v)] for k, v in sorted(f.params.items())]
+    lineage_rows = [[k, f"`{v}`"] for k, v in f.lineage.items()]
+    sections = [
+        f"# {f.name} version {f.version}",
+        f"A folio GPT trained by MLflow run `{f.run_name}` (`{f.run_id}`); best checkpoint at "
+        f"step {f.checkpoint_step:,}. Val bits per byte **{f.metrics['bits_per_byte']:.4f}**.",
+        _data_section(f),
+        "## Metrics (whole validation split)\n\n" + _table(["metric", "value"], metric_rows),
+        "## Params\n\n" + _table(["param", "value"], param_rows),
+        _training_section(f),
+        "## Samples\n\n" + _demoted(f.samples),
+        _how_to_load(f),
+        "## Lineage\n\n" + _table(["", ""], lineage_rows),
+    ]
+    return "\n\n".join(sections) + "\n"

@@ -1,0 +1,352 @@
+"""The model registry: log folio's pyfunc model, register versions, move an alias behind a metric
+gate, roll it back, and load a registered model — with clear errors for what users get wrong.
+
+Aliases (MLflow 3), never stages. A move records tags on the version that takes the alias
+(`alias.<alias>.promoted_at`, `.promoted_from`, `.promoted_by`, `.delta_<metric>`) and on the one
+that loses it (`.demoted_at`, `.demoted_by`). The registered model's tag `alias.<alias>.history`
+lists the holders in order, so `roll_back` returns the alias to the previous one.
+Call `tracking.setup()` first: every function here talks to the store it points at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Iterator
+
+from folio import checkpoint
+from pipeline import tracking
+from pipeline.params import SampleParams
+
+PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
+MODEL_ARTIFACT_NAME = "model"
+SLIM_KEYS = ("model", "model_config", "tokenizer", "step", "best_val_loss")
+# What the model needs at load time besides folio itself (installed from this repository).
+RUNTIME_PACKAGES = ("mlflow", "torch", "numpy", "tiktoken")
+HISTORY_LIMIT = 50
+URI_PATTERN = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))")
+
+
+class RegistryError(Exception):
+    """A registry problem the user can fix: reported as a message, not a traceback."""
+
+
+@dataclass(frozen=True)
+class Move:
+    """One alias move: `version` took `alias` from `previous` (None: nobody held it)."""
+
+    alias: str
+    version: int
+    previous: int | None
+    reason: str  # promote, force, best, rollback, unchanged
+    metric: str
+    delta: float | None = None  # metric(version) - metric(previous); negative is better
+
+    def summary(self, name: str) -> str:
+        if self.reason == "unchanged":
+            return f"{name} version {self.version} already holds @{self.alias}"
+        what = {"rollback": "rolled back to", "force": "forced to"}.get(self.reason, "moved to")
+        since = f" from version {self.previous}" if self.previous is not None else ""
+        change = f" (val {self.metric} {self.delta:+.4f})" if self.delta is not None else ""
+        return f"{name}@{self.alias} {what} version {self.version}{since}{change}"
+
+
+def client():
+    return tracking.mlflow().MlflowClient()
+
+
+def _not_found(err: Exception) -> bool:
+    return getattr(err, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
+
+
+# ---- logging and registering ---------------------------------------------------------------
+
+def write_slim_checkpoint(source: str | Path, target: str | Path) -> None:
+    """The part of a training checkpoint a model needs: weights, config, tokenizer, step."""
+    state = checkpoint.load(source)
+    checkpoint.save(target, {key: state[key] for key in SLIM_KEYS if key in state})
+
+
+def signature(sample: SampleParams):
+    """Input: prompt strings; output: the continued texts; params default to `sample.*`."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec("string")]),
+        outputs=Schema([ColSpec("string")]),
+        params=ParamSchema([
+            ParamSpec("max_new_tokens", "long", sample.max_new_tokens),
+            ParamSpec("temperature", "double", float(sample.temperature)),
+            ParamSpec("top_k", "long", sample.top_k),
+            ParamSpec("top_p", "double", sample.top_p),  # None: no nucleus cut
+            ParamSpec("seed", "long", None),
+        ]),
+    )
+
+
+def requirements() -> list[str]:
+    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in RUNTIME_PACKAGES]
+
+
+@contextlib.contextmanager
+def _reopened(run_id: str) -> Iterator[None]:
+    """Make a finished run active again, then give it back its status and end time (and so its
+    duration): registering later must not look like a longer training run."""
+    before = client().get_run(run_id).info
+    try:
+        with tracking.mlflow().start_run(run_id=run_id):
+            yield
+    finally:
+        if before.end_time:
+            client().set_terminated(run_id, before.status, end_time=before.end_time)
+
+
+def log_model(run_id: str, checkpoint_path: Path, tokenizer_dir: Path, sample: SampleParams):
+    """Log the pyfunc model (as code) under the training run; returns MLflow's ModelInfo."""
+    ml = tracking.mlflow()
+    with tempfile.TemporaryDirectory() as tmp, _reopened(run_id):
+        slim = Path(tmp) / "model.pt"
+        write_slim_checkpoint(checkpoint_path, slim)
+        return ml.pyfunc.log_model(
+            name=MODEL_ARTIFACT_NAME,
+            python_model=str(PYFUNC_FILE),
+            artifacts={"checkpoint": str(slim), "tokenizer": str(tokenizer_dir)},
+            signature=signature(sample),
+            input_example=([sample.prompts[0]], {"max_new_tokens": 8, "seed": 1}),
+            pip_requirements=requirements(),
+        )
+
+
+def register(model_uri: str, name: str, tags: dict[str, str]):
+    """A new version of the registered model `name` (created if missing); returns the ModelVersion."""
+    return tracking.mlflow().register_model(model_uri, name, tags=tags)
+
+
+def attach_files(model_id: str, files: dict[str, Path]) -> None:
+    """Add files (artifact name -> local path) beside a logged model's MLmodel."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path in files.items():
+            shutil.copyfile(path, Path(tmp) / name)
+        client().log_model_artifacts(model_id, tmp)
+
+
+def describe(name: str, version: str, run_id: str, summary: str) -> None:
+    """The version's one-paragraph description, and a `registry.version` tag on its run."""
+    client().update_model_version(name, version, description=summary)
+    client().set_tag(run_id, "registry.version", f"{name}/{version}")
+
+
+# ---- looking versions up -------------------------------------------------------------------
+
+def registered_model(name: str):
+    """The registered model `name` (its aliases and tags); RegistryError if there is none."""
+    try:
+        return client().get_registered_model(name)
+    except Exception as err:
+        if _not_found(err):
+            raise RegistryError(f"no registered model named {name!r} in {tracking.tracking_uri()}; "
+                                "the register stage creates it (`dvc repro`)") from None
+        raise
+
+
+def versions(name: str) -> list:
+    """Every version of `name`, newest first; RegistryError if no such registered model."""
+    registered_model(name)
+    return sorted(client().search_model_versions(f"name = '{name}'"), key=lambda v: -int(v.version))
+
+
+def _listing(name: str) -> str:
+    numbers = [str(v.version) for v in versions(name)]
+    return f"versions: {', '.join(numbers)}" if numbers else "it has no versions yet"
+
+
+def get_version(name: str, version: int | str):
+    try:
+        return client().get_model_version(name, str(version))
+    except Exception as err:
+        if _not_found(err):
+            raise RegistryError(f"{name} has no version {version} ({_listing(name)})") from None
+        raise
+
+
+def holder(name: str, alias: str) -> int | None:
+    """The version that holds `alias`, if any."""
+    aliases = registered_model(name).aliases
+    return int(aliases[alias]) if alias in aliases else None
+
+
+def metric_of(model_version, metric: str) -> float:
+    """The version's val metric: its `val_<metric>` tag, else its run's `final_val_<metric>`."""
+    value = model_version.tags.get(f"val_{metric}")
+    if value is None and model_version.run_id:
+        value = client().get_run(model_version.run_id).data.metrics.get(f"final_val_{metric}")
+    if value is None:
+        raise RegistryError(f"{model_version.name} version {model_version.version} has no val "
+                            f"{metric} (was its run evaluated?)")
+    return float(value)
+
+
+# ---- moving aliases ------------------------------------------------------------------------
+
+def _history_key(alias: str) -> str:
+    return f"alias.{alias}.history"
+
+
+def _history(name: str, alias: str) -> list[int]:
+    raw = registered_model(name).tags.get(_history_key(alias), "")
+    return [int(v) for v in raw.split(",") if v]
+
+
+def _save_history(name: str, alias: str, history: list[int]) -> None:
+    value = ",".join(str(v) for v in history[-HISTORY_LIMIT:])
+    client().set_registered_model_tag(name, _history_key(alias), value)
+
+
+def _move(name: str, move: Move) -> Move:
+    """Point the alias at the version and record the move on both versions."""
+    c = client()
+    c.set_registered_model_alias(name, move.alias, str(move.version))
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    prefix = f"alias.{move.alias}."
+    tags = {"promoted_at": now, "promoted_by": move.reason,
+            "promoted_from": str(move.previous) if move.previous is not None else "none"}
+    if move.delta is not None:
+        tags[f"delta_{move.metric}"] = f"{move.delta:+.6f}"
+    for key, value in tags.items():
+        c.set_model_version_tag(name, str(move.version), prefix + key, value)
+    if move.previous is not None:
+        c.set_model_version_tag(name, str(move.previous), prefix + "demoted_at", now)
+        c.set_model_version_tag(name, str(move.previous), prefix + "demoted_by", str(move.version))
+    return move
+
+
+def _delta(new, old, metric: str, strict: bool) -> float | None:
+    try:
+        return metric_of(new, metric) - metric_of(old, metric)
+    except RegistryError:
+        if strict:
+            raise
+        return None
+
+
+def promote(name: str, version: int | str, alias: str, metric: str, force: bool = False,
+            reason: str = "promote") -> Move:
+    """Give `alias` to `version` if it is lower than the current holder on `metric` (or `force`)."""
+    new = get_version(name, version)
+    current = holder(name, alias)
+    if current == int(new.version):
+        return Move(alias, current, current, "unchanged", metric, 0.0)
+    delta = None
+    if current is not None:
+        old = get_version(name, current)
+        delta = _delta(new, old, metric, strict=not force)
+        if delta is not None and delta >= 0 and not force:
+            raise RegistryError(
+                f"version {new.version} does not beat version {current} (@{alias}) on val {metric}: "
+                f"{metric_of(new, metric):.4f} vs {metric_of(old, metric):.4f}; "
+                f"use --force to move @{alias} anyway")
+        if force and (delta is None or delta >= 0):
+            reason = "force"
+    history = _history(name, alias)
+    if current is not None and (not history or history[-1] != current):
+        history.append(current)  # the alias was set outside folio: remember its holder
+    _save_history(name, alias, history + [int(new.version)])
+    return _move(name, Move(alias, int(new.version), current, reason, metric, delta))
+
+
+def promote_best(name: str, alias: str, metric: str) -> Move:
+    """Give `alias` to the version lowest on `metric` (versions without it are skipped)."""
+    existing, scored = versions(name), []
+    for mv in existing:
+        try:
+            scored.append((metric_of(mv, metric), int(mv.version)))
+        except RegistryError:
+            continue
+    if not scored:
+        why = "it has no versions yet" if not existing else f"none of its versions has a val {metric}"
+        raise RegistryError(f"{name}: no version to promote ({why})")
+    best_value, best = min(scored)
+    current = holder(name, alias)
+    if current is not None and current != best:
+        current_value = {version: value for value, version in scored}.get(current)
+        if current_value is not None and current_value <= best_value:
+            return Move(alias, current, current, "unchanged", metric, 0.0)
+    return promote(name, best, alias, metric, reason="best")
+
+
+def roll_back(name: str, alias: str, metric: str) -> Move:
+    """Return `alias` to the version that held it before the current holder."""
+    current = holder(name, alias)
+    if current is None:
+        raise RegistryError(f"{name} has no @{alias} to roll back ({_listing(name)})")
+    history = _history(name, alias)
+    if not history or history[-1] != current:
+        history.append(current)
+    history.pop()
+    existing = {int(v.version) for v in versions(name)}
+    while history and history[-1] not in existing:
+        history.pop()  # a deleted version cannot take the alias back
+    if not history:
+        raise RegistryError(f"@{alias} of {name} has no previous holder to return to "
+                            f"(version {current} is the first)")
+    previous = history[-1]
+    delta = _delta(get_version(name, previous), get_version(name, current), metric, strict=False)
+    _save_history(name, alias, history)
+    return _move(name, Move(alias, previous, current, "rollback", metric, delta))
+
+
+def move_alias(name: str, alias: str, metric: str, *, version: int | None = None,
+               best: bool = False, rollback: bool = False, force: bool = False) -> Move:
+    """`folio promote`: one of VERSION (gated unless `force`), `best` or `rollback`."""
+    tracking.setup()
+    if best:
+        return promote_best(name, alias, metric)
+    if rollback:
+        return roll_back(name, alias, metric)
+    return promote(name, version, alias, metric, force)
+
+
+# ---- loading -------------------------------------------------------------------------------
+
+def resolve(uri: str):
+    """The ModelVersion behind `models:/<name>@<alias>` or `models:/<name>/<version>`."""
+    match = URI_PATTERN.fullmatch(uri)
+    if match is None:
+        raise RegistryError(f"{uri!r} is not a registry URI: use models:/<name>@<alias> "
+                            "or models:/<name>/<version>")
+    name, alias = match["name"], match["alias"]
+    if alias is None:
+        return get_version(name, match["version"])
+    if holder(name, alias) is None:
+        raise RegistryError(f"{name} has no version with alias @{alias} ({_listing(name)})")
+    return client().get_model_version_by_alias(name, alias)
+
+
+def load_model(uri: str):
+    """The registered pyfunc model behind `uri`; RegistryError if its artifacts are gone."""
+    ml = tracking.mlflow()
+    model_version = resolve(uri)
+    try:
+        files = ml.artifacts.list_artifacts(artifact_uri=model_version.source)
+    except Exception:
+        files = []
+    if not any(f.path.endswith("MLmodel") for f in files):
+        raise RegistryError(
+            f"{uri} is version {model_version.version} of {model_version.name}, but its artifacts "
+            f"are gone from {model_version.source} (deleted, or the artifact store is unreachable); "
+            "register the model again with `folio register`")
+    return ml.pyfunc.load_model(uri)
+
+
+def load_generator(uri: str):
+    """(GPT, tokenizer) of a registered folio model, for streaming generation (`folio generate`)."""
+    tracking.setup()
+    python_model = load_model(uri).unwrap_python_model()
+    return python_model.model, python_model.tokenizer
