@@ -43,21 +43,25 @@ def read_tokens(path: str | Path, dtype: np.dtype | str = np.uint16) -> torch.Te
 
 
 class BatchSampler:
-    """Random (x, y) windows of `block_size` tokens, y shifted by one, from its own seeded generator.
+    """Random (x, y) windows of `block_size` tokens, y shifted by one.
 
-    Owning the generator makes the data position part of the training state: `state_dict()`
-    goes into checkpoints so a resumed run draws exactly the batches the uninterrupted run would.
+    The batch for (step, micro_step) is a pure function of the seed and the rank, so the data
+    position needs no saved state: a resumed run draws exactly what the uninterrupted run would,
+    and each DDP rank draws its own batches.
     """
 
-    def __init__(self, tokens: torch.Tensor, block_size: int, batch_size: int, seed: int):
+    def __init__(self, tokens: torch.Tensor, block_size: int, batch_size: int, seed: int, rank: int = 0):
         if len(tokens) < block_size + 1:
             raise ValueError(
                 f"split has {len(tokens)} tokens; need at least block_size + 1 = {block_size + 1}"
             )
         self.tokens, self.block_size, self.batch_size = tokens, block_size, batch_size
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed, self.rank = seed, rank
+        self.generator = torch.Generator()
 
-    def next_batch(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, step: int, micro_step: int = 0, device: torch.device | str = "cpu"):
+        # hash() of a tuple of ints is the same in every process (only str hashing is salted)
+        self.generator.manual_seed(hash((self.seed, self.rank, step, micro_step)) & (2**62 - 1))
         starts = torch.randint(
             len(self.tokens) - self.block_size, (self.batch_size,), generator=self.generator
         )
@@ -65,12 +69,6 @@ class BatchSampler:
         x = self.tokens[starts[:, None] + offsets]  # (B, T)
         y = self.tokens[starts[:, None] + offsets + 1]  # (B, T)
         return x.to(device), y.to(device)
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
 
 
 def sequential_windows(

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
 
 @dataclass(frozen=True)
 class DeviceChoice:
@@ -33,11 +35,29 @@ def pick_device(requested: str = "auto") -> DeviceChoice:
     return DeviceChoice(torch.device("cpu"), "auto: no CUDA or MPS")
 
 
-def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA that supports it; full float32 elsewhere (bf16 is slower on CPUs)."""
+def pick_dtype(requested: str, device: torch.device) -> tuple[torch.dtype, str]:
+    """The compute dtype and why: `auto` is bf16 autocast on CUDA that supports it, else float32
+    (bf16 matmuls are slower than float32 on most CPUs)."""
+    if requested != "auto":
+        return DTYPES[requested], "requested"
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+        return torch.bfloat16, "auto: CUDA supports bfloat16"
+    return torch.float32, f"auto: float32 on {device.type}"
+
+
+def autocast_for(device: torch.device, dtype: torch.dtype | None = None) -> contextlib.AbstractContextManager:
+    """Autocast to `dtype` (default: the `auto` choice); float32 needs no autocast."""
+    dtype = dtype or pick_dtype("auto", device)[0]
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def enable_tf32(device: torch.device) -> None:
+    """TF32 matmuls on CUDA: ~free speed for float32 work on Ampere and later."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
 
 
 def seed_everything(seed: int) -> None:

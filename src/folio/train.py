@@ -1,11 +1,13 @@
-"""The training loop: AdamW with weight-decay groups, linear warmup + cosine decay, gradient
-clipping, periodic evaluation on both splits, `last`/`best` checkpoints and exact resume.
+"""The training loop: AdamW (or Muon + AdamW), warmup + cosine decay over a step or time budget,
+gradient accumulation and clipping, mixed precision, periodic evaluation on both splits, rotating
+checkpoints plus `best`, early stopping, exact resume, and DDP under torchrun.
 
 Metrics leave through a `TrainingCallback`, so the loop knows nothing of where they go.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -13,17 +15,20 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
-from folio import checkpoint
+from folio import checkpoint, distributed
 from folio.data import BatchSampler
-from folio.device import autocast_for, pick_device, seed_everything
-from folio.model import GPT
+from folio.device import autocast_for, enable_tf32, pick_device, pick_dtype, seed_everything
+from folio.optim import lr_scale, make_optimizers, set_lr
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     max_iters: int = 2000
+    max_seconds: float | None = None  # optimisation time budget (evaluation excluded)
     batch_size: int = 16
+    grad_accum_steps: int = 1
     learning_rate: float = 1e-3
     min_lr: float = 1e-4
     warmup_iters: int = 100
@@ -31,11 +36,18 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0  # 0 disables clipping
+    optimizer: str = "adamw"  # adamw | muon
+    muon_lr: float = 0.02
     eval_interval: int = 250
     eval_iters: int = 20
+    checkpoint_every: int | None = None  # default: every evaluation
+    keep_checkpoints: int = 2
+    patience: int | None = None  # evaluations without improvement before stopping
     seed: int = 1337
     device: str = "auto"
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
     compile: bool | None = None  # None: compile on CUDA only
+    grad_checkpointing: bool = False
 
 
 class TrainingCallback(Protocol):
@@ -60,42 +72,39 @@ class NonFiniteLossError(RuntimeError):
 
 
 @dataclass
+class TrainState:
+    step: int = 0
+    best_val_loss: float = float("inf")
+    evals_since_best: int = 0
+    train_seconds: float = 0.0
+    history: dict = field(default_factory=lambda: {"steps": [], "evals": []})
+
+
+@dataclass
 class TrainResult:
     step: int
     best_val_loss: float
-    history: dict = field(default_factory=dict)
-    seconds: float = 0.0
+    history: dict
+    seconds: float
+    stop_reason: str
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to learning_rate, then cosine decay to min_lr at max_iters."""
-    if step < cfg.warmup_iters:
-        return cfg.learning_rate * (step + 1) / (cfg.warmup_iters + 1)
-    progress = min(1.0, (step - cfg.warmup_iters) / max(1, cfg.max_iters - cfg.warmup_iters))
-    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.learning_rate - cfg.min_lr)
-
-
-def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    return torch.optim.AdamW(
-        model.optimizer_groups(cfg.weight_decay),
-        lr=cfg.learning_rate,
-        betas=(cfg.beta1, cfg.beta2),
-        fused=device.type == "cuda",
-    )
+def lr_at(step: int, cfg: TrainConfig, elapsed: float = 0.0) -> float:
+    return cfg.learning_rate * lr_scale(
+        step, elapsed, warmup_iters=cfg.warmup_iters, max_iters=cfg.max_iters,
+        max_seconds=cfg.max_seconds, min_lr_ratio=cfg.min_lr / cfg.learning_rate)
 
 
 @torch.no_grad()
-def estimate_loss(model, samplers: dict[str, BatchSampler], eval_iters: int, device) -> dict:
-    """Mean loss over `eval_iters` batches of each split. The eval samplers are re-seeded on
-    every call, so each evaluation sees the same batches and never touches the training RNG."""
+def estimate_loss(model, samplers: dict[str, BatchSampler], eval_iters: int, device, dtype) -> dict:
+    """Mean loss over the same `eval_iters` batches of each split at every evaluation."""
     model.eval()
     out = {}
     for split, sampler in samplers.items():
-        sampler.generator.manual_seed(0)
         losses = []
-        for _ in range(eval_iters):
-            x, y = sampler.next_batch(device)
-            with autocast_for(device):
+        for i in range(eval_iters):
+            x, y = sampler.batch(i, device=device)
+            with autocast_for(device, dtype):
                 _, loss = model(x, y)
             losses.append(loss.item())
         out[f"{split}_loss"] = sum(losses) / len(losses)
@@ -103,7 +112,12 @@ def estimate_loss(model, samplers: dict[str, BatchSampler], eval_iters: int, dev
     return out
 
 
-def _maybe_compile(model: GPT, cfg: TrainConfig, device: torch.device, log) -> torch.nn.Module:
+def model_size(model: torch.nn.Module) -> dict:
+    n = sum(p.numel() for p in model.parameters())
+    return {"num_params": n, "size_fp32_mb": n * 4 / 2**20, "size_bf16_mb": n * 2 / 2**20}
+
+
+def _maybe_compile(model, cfg: TrainConfig, device: torch.device, log):
     wanted = cfg.compile if cfg.compile is not None else device.type == "cuda"
     if not wanted:
         return model
@@ -114,128 +128,171 @@ def _maybe_compile(model: GPT, cfg: TrainConfig, device: torch.device, log) -> t
         return model
 
 
-def train(
-    model: GPT,
-    train_tokens: torch.Tensor,
-    val_tokens: torch.Tensor,
-    cfg: TrainConfig,
-    out_dir: str | Path,
-    *,
-    tokenizer_info: dict,
-    callback: TrainingCallback | None = None,
-    resume: dict | None = None,
-    meta: dict | None = None,
-    log=print,
-) -> TrainResult:
-    """Train `model`, writing `last.pt` at every evaluation and `best.pt` when val loss improves.
+class Trainer:
+    """One training run: set up in __init__, `fit()` to train, `snapshot()` for checkpoints."""
 
-    `resume` is a checkpoint written by this function: model, optimizer, step, RNG and sampler
-    position are restored so the run continues as if never interrupted. `meta` is stored verbatim
-    in every checkpoint (the caller's fingerprint of the run, for instance).
-    """
-    callback = callback or NullCallback()
-    out_dir = Path(out_dir)
-    choice = pick_device(cfg.device)
-    device = choice.device
-    seed_everything(cfg.seed)
-    block = model.config.block_size
-    sampler = BatchSampler(train_tokens, block, cfg.batch_size, seed=cfg.seed)
-    eval_samplers = {
-        "train": BatchSampler(train_tokens, block, cfg.batch_size, seed=0),
-        "val": BatchSampler(val_tokens, block, cfg.batch_size, seed=0),
-    }
-    model.to(device)
-    optimizer = make_optimizer(model, cfg, device)
-    step, best_val, history = 0, float("inf"), {"steps": [], "evals": []}
-    if resume is not None:
-        model.load_state_dict(checkpoint.clean_state_dict(resume["model"]))
-        optimizer.load_state_dict(resume["optimizer"])
-        sampler.load_state_dict(resume["sampler"])
-        torch.set_rng_state(resume["rng"]["torch"])
-        if device.type == "cuda" and resume["rng"].get("cuda"):
-            torch.cuda.set_rng_state_all(resume["rng"]["cuda"])
-        step, best_val, history = resume["step"], resume["best_val_loss"], resume["history"]
-    runner = _maybe_compile(model, cfg, device, log)
-    callback.on_start(
-        {
-            "device": str(device),
-            "device_reason": choice.reason,
-            "num_params": model.num_params(),
-            "resumed_from_step": step if resume is not None else None,
-        }
-    )
+    def __init__(self, model, train_tokens, val_tokens, cfg: TrainConfig, out_dir, *,
+                 tokenizer_info: dict, callback=None, resume: dict | None = None,
+                 meta: dict | None = None, log=print):
+        self.cfg, self.out_dir, self.log = cfg, Path(out_dir), log
+        self.callback = callback or NullCallback()
+        self.tokenizer_info, self.meta = tokenizer_info, meta or {}
+        choice = pick_device(cfg.device)
+        self.rank = distributed.init(choice.device)
+        self.device = (torch.device("cuda", self.rank.local_rank)
+                       if choice.type == "cuda" and self.rank.distributed else choice.device)
+        self.dtype, dtype_reason = pick_dtype(cfg.dtype, self.device)
+        enable_tf32(self.device)
+        seed_everything(cfg.seed + self.rank.rank)
+        block = model.config.block_size
+        self.sampler = BatchSampler(train_tokens, block, cfg.batch_size, cfg.seed, self.rank.rank)
+        self.eval_samplers = {"train": BatchSampler(train_tokens, block, cfg.batch_size, seed=0),
+                              "val": BatchSampler(val_tokens, block, cfg.batch_size, seed=0)}
+        self.model = model.to(self.device)
+        self.model.grad_checkpointing = cfg.grad_checkpointing
+        self.optimizers = make_optimizers(
+            model, kind=cfg.optimizer, lr=cfg.learning_rate, muon_lr=cfg.muon_lr,
+            weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2), device=self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        self.state = TrainState()
+        if resume is not None:
+            self._restore(resume)
+        self.compiled = _maybe_compile(model, cfg, self.device, log)
+        self.runner = (DistributedDataParallel(self.compiled, device_ids=[self.rank.local_rank]
+                                               if self.device.type == "cuda" else None)
+                       if self.rank.distributed else self.compiled)
+        self.callback.on_start({
+            "device": str(self.device), "device_reason": choice.reason,
+            "dtype": str(self.dtype).removeprefix("torch."), "dtype_reason": dtype_reason,
+            "world_size": self.rank.world_size, **model_size(model),
+            "resumed_from_step": self.state.step if resume is not None else None,
+        })
 
-    def state() -> dict:
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def snapshot(self) -> dict:
+        s = self.state
         return {
-            "model": model.state_dict(),
-            "model_config": model.config.to_dict(),
-            "tokenizer": tokenizer_info,
-            "train_config": asdict(cfg),
-            "optimizer": optimizer.state_dict(),
-            "sampler": sampler.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-            },
-            "step": step,
-            "best_val_loss": best_val,
-            "history": history,
-            "meta": meta or {},
+            "model": self.model.state_dict(), "model_config": self.model.config.to_dict(),
+            "tokenizer": self.tokenizer_info, "train_config": asdict(self.cfg),
+            "optimizers": [opt.state_dict() for opt in self.optimizers],
+            "scaler": self.scaler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
+            "step": s.step, "best_val_loss": s.best_val_loss, "evals_since_best": s.evals_since_best,
+            "train_seconds": s.train_seconds, "history": s.history, "meta": self.meta,
         }
 
-    def evaluate_and_save() -> None:
-        nonlocal best_val
-        losses = estimate_loss(runner, eval_samplers, cfg.eval_iters, device)
-        history["evals"].append([step, losses["train_loss"], losses["val_loss"]])
-        improved = losses["val_loss"] < best_val
-        if improved:
-            best_val = losses["val_loss"]
-        callback.on_eval(step, {**losses, "best_val_loss": best_val})
-        snapshot = state()
-        checkpoint.save(out_dir / "last.pt", snapshot)
-        if improved:
-            checkpoint.save(out_dir / "best.pt", snapshot)
+    def _restore(self, ckpt: dict) -> None:
+        self.model.load_state_dict(checkpoint.clean_state_dict(ckpt["model"]))
+        for optimizer, saved in zip(self.optimizers, ckpt["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)
+        self.scaler.load_state_dict(ckpt["scaler"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if self.device.type == "cuda" and ckpt["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        self.state = TrainState(ckpt["step"], ckpt["best_val_loss"], ckpt["evals_since_best"],
+                                ckpt["train_seconds"], ckpt["history"])
 
-    started = time.perf_counter()
-    model.train()
-    if resume is None:
-        evaluate_and_save()
-    tokens_per_step = cfg.batch_size * block
-    while step < cfg.max_iters:
-        t0 = time.perf_counter()
-        lr = lr_at(step, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        x, y = sampler.next_batch(device)
-        with autocast_for(device):
-            _, loss = runner(x, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+    def _save(self, *, rotate: bool, best: bool) -> None:
+        if not self.rank.is_main or not (rotate or best):
+            return
+        snapshot = self.snapshot()
+        if rotate:
+            checkpoint.save_rotating(self.out_dir, snapshot, self.cfg.keep_checkpoints)
+        if best:
+            checkpoint.save(self.out_dir / "best.pt", snapshot)
+
+    # -- one step, one evaluation -------------------------------------------------------------
+
+    def train_step(self) -> tuple[float, float]:
+        """Forward/backward over `grad_accum_steps` micro-batches, clip, step. Returns the mean
+        loss and the gradient norm before clipping."""
+        cfg, accum = self.cfg, self.cfg.grad_accum_steps
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=self.device)
+        for micro in range(accum):
+            x, y = self.sampler.batch(self.state.step, micro, self.device)
+            last_micro = micro == accum - 1
+            # DDP averages gradients across ranks only on the last micro-batch
+            no_sync = self.runner.no_sync() if self.rank.distributed and not last_micro else contextlib.nullcontext()
+            with no_sync:
+                with autocast_for(self.device, self.dtype):
+                    _, loss = self.runner(x, y)
+                self.scaler.scale(loss / accum).backward()
+            total += loss.detach()
+        for optimizer in self.optimizers:
+            self.scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(
-            model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
-        )
-        loss_value = loss.item()
+            self.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        loss_value = total.item() / accum
         if not math.isfinite(loss_value):
             raise NonFiniteLossError(
-                f"loss is {loss_value} at step {step + 1}; the last good checkpoint is "
-                f"{out_dir / 'last.pt'} (step {resume_step(out_dir)})"
-            )
-        optimizer.step()
-        step += 1
-        history["steps"].append([step, loss_value, lr])
-        elapsed = time.perf_counter() - t0
-        callback.on_step(
-            step,
-            {
-                "train_loss": loss_value,
-                "lr": lr,
-                "grad_norm": float(grad_norm),
-                "tokens_per_sec": tokens_per_step / max(elapsed, 1e-9),
-            },
-        )
-        if step % cfg.eval_interval == 0 or step == cfg.max_iters:
-            evaluate_and_save()
-    return TrainResult(step, best_val, history, time.perf_counter() - started)
+                f"loss is {loss_value} at step {self.state.step + 1}; the last good checkpoint is "
+                f"{self.out_dir / 'last.pt'} (step {resume_step(self.out_dir)})")
+        for optimizer in self.optimizers:
+            self.scaler.step(optimizer)
+        self.scaler.update()
+        return loss_value, float(grad_norm)
+
+    def evaluate(self) -> bool:
+        """Evaluate both splits; returns whether val loss improved."""
+        s = self.state
+        losses = estimate_loss(self.compiled, self.eval_samplers, self.cfg.eval_iters,
+                               self.device, self.dtype)
+        s.history["evals"].append([s.step, losses["train_loss"], losses["val_loss"], s.train_seconds])
+        improved = losses["val_loss"] < s.best_val_loss
+        s.best_val_loss = min(s.best_val_loss, losses["val_loss"])
+        s.evals_since_best = 0 if improved else s.evals_since_best + 1
+        if self.rank.is_main:
+            self.callback.on_eval(s.step, {**losses, "best_val_loss": s.best_val_loss})
+        return improved
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def fit(self) -> TrainResult:
+        cfg, s = self.cfg, self.state
+        checkpoint_every = cfg.checkpoint_every or cfg.eval_interval
+        tokens_per_step = cfg.batch_size * cfg.grad_accum_steps * self.model.config.block_size
+        tokens_per_step *= self.rank.world_size
+        if s.step == 0 and not s.history["evals"]:
+            self._save(rotate=True, best=self.evaluate())
+        stop_reason = "max_iters" if s.step >= cfg.max_iters else None
+        while stop_reason is None:
+            scale = lr_scale(s.step, s.train_seconds, warmup_iters=cfg.warmup_iters,
+                             max_iters=cfg.max_iters, max_seconds=cfg.max_seconds,
+                             min_lr_ratio=cfg.min_lr / cfg.learning_rate)
+            set_lr(self.optimizers, scale)
+            started = time.perf_counter()
+            loss, grad_norm = self.train_step()
+            elapsed = time.perf_counter() - started
+            s.train_seconds += elapsed
+            s.step += 1
+            lr = cfg.learning_rate * scale
+            s.history["steps"].append([s.step, loss, lr])
+            if self.rank.is_main:
+                self.callback.on_step(s.step, {"train_loss": loss, "lr": lr, "grad_norm": grad_norm,
+                                               "tokens_per_sec": tokens_per_step / elapsed})
+            out_of_time = cfg.max_seconds is not None and s.train_seconds >= cfg.max_seconds
+            if distributed.any_rank(out_of_time, self.rank, self.device):
+                stop_reason = "max_seconds"
+            elif s.step >= cfg.max_iters:
+                stop_reason = "max_iters"
+            improved = False
+            if s.step % cfg.eval_interval == 0 or stop_reason:
+                improved = self.evaluate()
+                if cfg.patience and s.evals_since_best >= cfg.patience and not stop_reason:
+                    stop_reason = "patience"
+            self._save(rotate=s.step % checkpoint_every == 0 or bool(stop_reason), best=improved)
+        return TrainResult(s.step, s.best_val_loss, s.history, s.train_seconds, stop_reason)
+
+
+def train(model, train_tokens, val_tokens, cfg: TrainConfig, out_dir, **kwargs) -> TrainResult:
+    """Train `model`; see `Trainer` for the keyword arguments (tokenizer_info, callback, resume,
+    meta, log). Writes rotating `step-*.pt` checkpoints with `last.pt` pointing at the newest,
+    and `best.pt` whenever val loss improves."""
+    return Trainer(model, train_tokens, val_tokens, cfg, out_dir, **kwargs).fit()
 
 
 def resume_step(out_dir: Path) -> int | None:

@@ -1,0 +1,168 @@
+"""The training engine: gradient accumulation equals one larger batch, precisions, the time
+budget and its schedule, rotating checkpoints, early stopping, Muon, exact resume after a real
+SIGKILL, and DDP with two CPU processes under torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from folio import checkpoint
+from folio.model import GPT, GPTConfig
+from folio.optim import lr_scale
+from folio.tokenizers import CharTokenizer
+from folio.train import TrainConfig, Trainer, train
+
+WORKER = Path(__file__).with_name("train_worker.py")
+
+
+@pytest.fixture
+def tokens(tiny_text):
+    tok = CharTokenizer.train(tiny_text)
+    ids = torch.tensor(tok.encode(tiny_text))
+    return tok, ids[:2800], ids[2800:]
+
+
+def _model(vocab_size, **kw):
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=vocab_size, block_size=16, n_layer=2, n_head=2, n_embd=32, **kw))
+
+
+def _cfg(**kw):
+    base = dict(max_iters=20, batch_size=8, learning_rate=3e-3, warmup_iters=2, eval_interval=10,
+                eval_iters=2, device="cpu", seed=7)
+    return TrainConfig(**{**base, **kw})
+
+
+def _trainer(tokens, out_dir, cfg, model=None):
+    tok, train_ids, val_ids = tokens
+    info = {"kind": tok.kind, "vocab_size": tok.vocab_size, "digest": tok.digest}
+    return Trainer(model or _model(tok.vocab_size), train_ids, val_ids, cfg, out_dir,
+                   tokenizer_info=info, log=lambda m: None)
+
+
+def test_accumulated_micro_batches_give_the_gradient_of_one_big_batch(tokens, tmp_path):
+    # a vanishing learning rate and no clipping: after the step, .grad holds the raw gradient
+    cfg = _cfg(grad_accum_steps=4, learning_rate=1e-30, min_lr=0.0, grad_clip=0.0)
+    trainer = _trainer(tokens, tmp_path, cfg)
+    reference = _model(tokens[0].vocab_size)
+    reference.load_state_dict(trainer.model.state_dict())
+    trainer.train_step()
+    xs, ys = zip(*(trainer.sampler.batch(0, micro) for micro in range(4)))
+    _, loss = reference(torch.cat(xs), torch.cat(ys))  # one batch of 4 x 8 windows
+    loss.backward()
+    for (name, p), q in zip(trainer.model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_reduced_precision_trains_on_cpu(tokens, tmp_path, dtype):
+    trainer = _trainer(tokens, tmp_path, _cfg(dtype=dtype, max_iters=10))
+    assert trainer.scaler.is_enabled() == (dtype == "float16")
+    result = trainer.fit()
+    first, last = result.history["evals"][0][2], result.history["evals"][-1][2]
+    assert last < first
+
+
+def test_time_budget_stops_training_and_the_schedule_follows_it(tokens, tmp_path):
+    result = _trainer(tokens, tmp_path, _cfg(max_iters=100_000, max_seconds=1.5, min_lr=3e-4)).fit()
+    assert result.stop_reason == "max_seconds" and result.step < 100_000
+    assert result.seconds >= 1.5
+    lrs = [lr for _, _, lr in result.history["steps"]][2:]  # after warmup
+    assert all(a >= b for a, b in zip(lrs, lrs[1:])) and lrs[-1] < 0.5 * lrs[0]
+    assert (tmp_path / "last.pt").exists()
+
+
+def test_the_schedule_follows_whichever_budget_runs_out_first():
+    kw = dict(warmup_iters=0, max_iters=1000, min_lr_ratio=0.0)
+    assert lr_scale(10, 90.0, max_seconds=100.0, **kw) == pytest.approx(lr_scale(900, 0.0, max_seconds=None, **kw))
+    assert lr_scale(900, 10.0, max_seconds=100.0, **kw) == pytest.approx(lr_scale(900, 0.0, max_seconds=None, **kw))
+    assert lr_scale(10, 100.0, max_seconds=100.0, **kw) == pytest.approx(0.0)
+
+
+def test_only_the_last_k_checkpoints_are_kept_plus_best(tokens, tmp_path):
+    _trainer(tokens, tmp_path, _cfg(max_iters=20, checkpoint_every=4, keep_checkpoints=2)).fit()
+    names = sorted(p.name for p in tmp_path.glob("*.pt"))
+    assert names == ["best.pt", "last.pt", "step-0000016.pt", "step-0000020.pt"]
+    assert checkpoint.load(tmp_path / "last.pt")["step"] == 20
+
+
+def test_patience_stops_when_val_loss_stops_improving(tokens, tmp_path):
+    cfg = _cfg(max_iters=200, learning_rate=1e-30, min_lr=0.0, eval_interval=5, patience=2)
+    result = _trainer(tokens, tmp_path, cfg).fit()
+    assert result.stop_reason == "patience" and result.step == 10
+
+
+def test_muon_trains_the_block_matrices(tokens, tmp_path):
+    trainer = _trainer(tokens, tmp_path, _cfg(optimizer="muon", max_iters=20))
+    muon, adamw = trainer.optimizers
+    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    assert all(p.dim() == 2 for g in muon.param_groups for p in g["params"])
+    result = trainer.fit()
+    assert result.history["evals"][-1][2] < result.history["evals"][0][2] - 0.3
+
+
+def _worker(out_dir: Path, *args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(WORKER.parents[1]))
+    return subprocess.Popen([sys.executable, str(WORKER), str(out_dir), *args], env=env)
+
+
+def _wait_for_step(out_dir: Path, proc: subprocess.Popen, step: int) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        last = out_dir / "last.pt"
+        if last.exists() and checkpoint.load(last)["step"] >= step:
+            return
+        assert proc.poll() is None, "the run finished before it could be killed"
+        time.sleep(0.05)
+    raise TimeoutError(f"no checkpoint at step {step}")
+
+
+def test_sigkill_and_resume_reproduce_the_uninterrupted_losses(tmp_path):
+    full = tmp_path / "full"
+    assert _worker(full).wait(timeout=300) == 0
+    expected = json.loads((full / "history-rank0.json").read_text())
+
+    cut = tmp_path / "cut"
+    for kill_after_step in (7, 22):  # two crashes, at different points of the run
+        proc = _worker(cut, *(["--resume"] if kill_after_step > 7 else []))
+        _wait_for_step(cut, proc, kill_after_step)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert _worker(cut, "--resume").wait(timeout=300) == 0
+    resumed = json.loads((cut / "history-rank0.json").read_text())
+    assert resumed["steps"] == expected["steps"]  # every logged step: same loss, same lr
+    # evaluations too (their last column, seconds of training so far, is wall time)
+    assert [e[:3] for e in resumed["evals"]] == [e[:3] for e in expected["evals"]]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_on_two_cpu_processes(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(WORKER.parents[1]), OMP_NUM_THREADS="1")
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                    "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+                    str(WORKER), str(tmp_path), "--max-iters", "30", "--checkpoint-every", "10"],
+                   env=env, check=True, timeout=300)
+    history = json.loads((tmp_path / "history-rank0.json").read_text())
+    assert history["evals"][-1][2] < history["evals"][0][2] - 0.3  # val loss falls
+    checksums = [float((tmp_path / f"params-rank{r}.txt").read_text()) for r in (0, 1)]
+    assert checksums[0] == checksums[1]  # DDP kept the replicas identical
+    rank1 = json.loads((tmp_path / "history-rank1.json").read_text())
+    assert rank1["steps"][0][1] != history["steps"][0][1]  # but each rank saw its own batches
+    state = checkpoint.load(tmp_path / "last.pt")
+    model = checkpoint.build_model(state)  # loads in a single process
+    assert state["step"] == 30 and model.num_params() > 0
