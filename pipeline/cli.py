@@ -1,4 +1,5 @@
-"""The `folio` command: every dvc.yaml stage, plus `generate`.
+"""The `folio` command: every dvc.yaml stage, plus `generate`, `attention`, `promote`, `runs`,
+`import-gpt2` and `export-hf`.
 
 Stage commands read params.yaml, apply `--set key=value` overrides and validate everything
 before any work. Heavy libraries (torch, mlflow, GX) are imported inside the commands so that
@@ -8,7 +9,7 @@ before any work. Heavy libraries (torch, mlflow, GX) are imported inside the com
 from __future__ import annotations
 
 import importlib
-import sys
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -23,13 +24,15 @@ app = typer.Typer(
 
 # One registry: command name -> (pipeline module, help). dvc.yaml runs `folio <name>`.
 STAGES = {
-    "download": "Download the corpus (the FOLIO_DATA_MIRROR mirror first, if set) and verify its sha256.",
-    "validate": "Check the corpus with a Great Expectations suite; write reports/validation/.",
+    "download": "Download the corpus (the FOLIO_DATA_MIRROR mirror first, if set) and verify or record its sha256.",
+    "validate": "Check the corpus with a Great Expectations suite; write reports/validation/corpus/.",
     "tokenize": "Build the tokenizer from the corpus into data/tokenizer/.",
     "prepare": "Encode the corpus and split it into data/prepared/{train,val}.bin.",
+    "validate_tokens": "Check the prepared tokens with a Great Expectations suite; write reports/validation/tokens/.",
     "train": "Train the GPT (resuming an interrupted run), tracked in MLflow.",
     "evaluate": "Loss, bits per character and perplexity of the best checkpoint over the whole val split.",
     "sample": "Generate text from sample.prompts into reports/samples.md.",
+    "register": "Log the model to MLflow (pyfunc, as code) and register a new version with its model card.",
 }
 
 PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="params file to read")
@@ -43,16 +46,25 @@ def fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def run_stage(name: str, params_file: Path, overrides: list[str]) -> None:
+def load_params(params_file: Path, overrides: list[str]):
     from pipeline import params as params_module
 
     try:
-        params = params_module.load(params_file, overrides)
+        return params_module.load(params_file, overrides)
     except params_module.ParamsError as err:
         fail(str(err))
+
+
+def run_stage(name: str, params_file: Path, overrides: list[str]) -> None:
+    params = load_params(params_file, overrides)
     module = importlib.import_module(f"pipeline.{name}")
+    guarded(name, lambda: module.main(params))
+
+
+def guarded(name: str, action) -> None:
+    """Run `action`; errors the user can fix become a one-line message instead of a traceback."""
     try:
-        module.main(params)
+        action()
     except KeyboardInterrupt:
         fail(f"{name} interrupted")
     except Exception as err:
@@ -78,32 +90,107 @@ for _name, _help in STAGES.items():
     app.command(_name, help=_help)(_stage_command(_name))
 
 
+class Quantization(str, Enum):
+    int8 = "int8"
+
+
 @app.command()
 def generate(
     prompt: str = typer.Argument(..., help="text to continue"),
+    model_uri: Optional[str] = typer.Option(None, "--model", "-m", help="a registered model instead of --checkpoint/--tokenizer, e.g. models:/folio-tinyshakespeare@champion"),
     checkpoint_path: Path = typer.Option(Path("models/best.pt"), "--checkpoint", "-c", help="checkpoint file"),
     tokenizer_dir: Path = typer.Option(Path("data/tokenizer"), "--tokenizer", help="tokenizer directory"),
     max_new_tokens: int = typer.Option(500, min=1, help="tokens to generate"),
     temperature: float = typer.Option(0.8, min=0.0, help="0 = greedy"),
     top_k: Optional[int] = typer.Option(200, min=1, help="sample among the k likeliest tokens"),
+    top_p: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="nucleus: sample among the likeliest tokens holding this much probability"),
+    repetition_penalty: float = typer.Option(1.0, min=0.0, help="> 1 makes tokens already in the text less likely"),
+    stop: Optional[list[str]] = typer.Option(None, "--stop", help="end the text before this string (repeatable)"),
+    num_samples: int = typer.Option(1, min=1, help="samples to draw (in one batch); with --beams, best hypotheses to show"),
+    beams: int = typer.Option(1, min=1, help="beam search with this many beams instead of sampling"),
+    length_penalty: float = typer.Option(1.0, help="beams: score = log-probability / length ** this"),
     seed: Optional[int] = typer.Option(None, help="seed for reproducible samples"),
+    quantize: Optional[Quantization] = typer.Option(None, help="run the model in int8 (CPU)"),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="KV cache (--no-cache recomputes every token)"),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch threads [default: one per core]; 1 is often faster on a busy machine"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of streaming text"),
 ) -> None:
     """Continue PROMPT with a trained checkpoint, streaming tokens to the terminal."""
-    from folio import checkpoint
-    from folio.generate import generate_tokens
-    from folio.tokenizers import load_tokenizer
+    from pipeline import generate as run
 
-    try:
-        tokenizer = load_tokenizer(tokenizer_dir)
-        model = checkpoint.build_model(checkpoint.load(checkpoint_path), tokenizer.digest)
-        prompt_ids = tokenizer.encode(prompt)
-    except (FileNotFoundError, ValueError) as err:
-        fail(str(err))
-    sys.stdout.write(prompt)
-    for token in generate_tokens(model, prompt_ids, max_new_tokens, temperature, top_k, seed):
-        sys.stdout.write(tokenizer.decode([token]))
-        sys.stdout.flush()
-    sys.stdout.write("\n")
+    settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                    repetition_penalty=repetition_penalty, stop=tuple(stop or ()), seed=seed,
+                    num_samples=num_samples, beams=beams, length_penalty=length_penalty)
+    guarded("generate", lambda: run.generate(
+        prompt, settings, checkpoint_path, tokenizer_dir, model_uri,
+        quantize.value if quantize else None, as_json, cache, threads))
+
+
+@app.command()
+def attention(
+    prompt: str = typer.Argument(..., help="text whose attention to draw"),
+    out: Path = typer.Option(Path("reports/attention.png"), "--out", "-o", help="PNG file to write"),
+    checkpoint_path: Path = typer.Option(Path("models/best.pt"), "--checkpoint", "-c", help="checkpoint file"),
+    tokenizer_dir: Path = typer.Option(Path("data/tokenizer"), "--tokenizer", help="tokenizer directory"),
+) -> None:
+    """Save a PNG grid of PROMPT's attention maps: one per layer (rows) and head (columns)."""
+    from pipeline import generate as run
+
+    guarded("attention", lambda: typer.echo(f"wrote {run.attention(prompt, out, checkpoint_path, tokenizer_dir)}"))
+
+
+@app.command()
+def promote(
+    version: Optional[int] = typer.Argument(None, help="the model version to give the alias"),
+    alias: Optional[str] = typer.Option(None, help="the alias to move (default: registry.alias)"),
+    best: bool = typer.Option(False, "--best", help="pick the version lowest on registry.metric"),
+    rollback: bool = typer.Option(False, "--rollback", help="return the alias to its previous holder"),
+    force: bool = typer.Option(False, "--force", help="move the alias even if VERSION does not beat the holder"),
+    model_name: Optional[str] = typer.Option(None, "--model", help="registered model (default: registry.model_name, or folio-<data.name>)"),
+    params_file: Path = PARAMS_OPTION,
+) -> None:
+    """Move an alias (@champion) to VERSION only if it beats the holder on registry.metric."""
+    from pipeline import registry
+
+    if (version is not None) + best + rollback != 1:
+        fail("give exactly one of VERSION, --best or --rollback")
+    params = load_params(params_file, [])
+    name = model_name or params.registered_model_name()
+    guarded("promote", lambda: typer.echo(registry.move_alias(
+        name, alias or params.registry.alias, params.registry.metric,
+        version=version, best=best, rollback=rollback, force=force).summary(name)))
+
+
+@app.command()
+def runs(limit: int = typer.Option(10, min=1, help="how many recent runs to show")) -> None:
+    """Recent runs side by side: differing params, val loss, bits/byte, tokens/s, versions."""
+    from pipeline.runs import show
+
+    guarded("runs", lambda: show(limit))
+
+
+@app.command("import-gpt2")
+def import_gpt2(
+    directory: Path = typer.Argument(..., help="a Hugging Face GPT-2 directory: config.json + model.safetensors or pytorch_model.bin"),
+    out: Path = typer.Option(Path("checkpoints/gpt2.pt"), "--out", "-o", help="folio checkpoint to write"),
+) -> None:
+    """Convert Hugging Face GPT-2 weights (gpt2 … gpt2-xl, any GPT2Config) into a folio checkpoint
+    with tokenizer tiktoken:gpt2; fine-tune it with train.init_from. Nothing is downloaded."""
+    from pipeline import hf
+
+    guarded("import-gpt2", lambda: hf.import_gpt2(directory, out))
+
+
+@app.command("export-hf")
+def export_hf(
+    out_dir: Path = typer.Argument(..., help="directory to write (config.json, model.safetensors)"),
+    checkpoint_path: Path = typer.Option(Path("models/best.pt"), "--checkpoint", "-c", help="checkpoint file"),
+) -> None:
+    """Write a GPT-2-architecture folio checkpoint as a Hugging Face directory that
+    GPT2LMHeadModel.from_pretrained loads."""
+    from pipeline import hf
+
+    guarded("export-hf", lambda: hf.export_hf(out_dir, checkpoint_path))
 
 
 def main() -> None:

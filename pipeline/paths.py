@@ -21,18 +21,34 @@ BEST_CKPT = MODELS / "best.pt"
 RUN_INFO = MODELS / "run.json"  # MLflow run id + the fingerprint of the run that owns models/
 
 REPORTS = Path("reports")
-VALIDATION_DIR = REPORTS / "validation"
-VALIDATION_RESULT = VALIDATION_DIR / "corpus.json"
+VALIDATION_DIR = REPORTS / "validation"  # one folder per suite: corpus/ (validate), tokens/ (validate_tokens)
 TRAIN_REPORTS = REPORTS / "train"
 TRAIN_STEPS = TRAIN_REPORTS / "steps.csv"
 TRAIN_EVALS = TRAIN_REPORTS / "evals.csv"
 LOSS_PLOT = TRAIN_REPORTS / "loss.png"
 METRICS = REPORTS / "metrics.json"
 SAMPLES = REPORTS / "samples.md"
+ATTENTION = REPORTS / "attention.png"  # attention maps of sample.attention_prompt
+MODEL_CARD = REPORTS / "model_card.md"
+REGISTERED_MODEL = REPORTS / "registered_model.json"  # name, version, uri of the last registration
 
 
 def raw_corpus(name: str) -> Path:
     return RAW_DIR / f"{name}.txt"
+
+
+def raw_record(name: str) -> Path:
+    """data/raw/<name>.json: the sha256, size and source of the downloaded corpus."""
+    return RAW_DIR / f"{name}.json"
+
+
+def validation_dir(suite: str) -> Path:
+    """reports/validation/<suite>/: the suite's <suite>.json and its GX Data Docs in docs/."""
+    return VALIDATION_DIR / suite
+
+
+def validation_report(suite: str) -> Path:
+    return validation_dir(suite) / f"{suite}.json"
 
 
 def prepared_split(split: str) -> Path:

@@ -2,6 +2,8 @@
 
 The default store is `sqlite:///<project>/mlflow.db` with artifacts in `<project>/mlartifacts`;
 MLFLOW_TRACKING_URI overrides it. mlflow is imported lazily: `folio --help` stays fast.
+A tracking server that does not answer fails `setup()` within seconds (TrackingUnavailable), and
+MLflow's HTTP retries are bounded (a few seconds of backoff, not minutes) unless set otherwise.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -16,12 +20,24 @@ from pipeline.console import log
 
 EXPERIMENT = "folio"
 FLUSH_EVERY_STEPS = 50
+HEALTH_TIMEOUT_SECONDS = 3
+# MLflow retries a failing request 7 times with backoff factor 2 (minutes) and waits 120 s for an
+# answer; a dead server should fail a stage in seconds. Explicit settings in the environment win.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking server does not answer."""
 
 
 def _quiet_environment() -> None:
     # Telemetry phones home and hangs offline; set before mlflow is imported.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # noise in DVC logs
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
 
 
 def mlflow():
@@ -35,8 +51,25 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
 
 
+def check_server(uri: str, timeout: float = HEALTH_TIMEOUT_SECONDS) -> None:
+    """Raise TrackingUnavailable unless the http(s) tracking server at `uri` answers /health."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # it answers (a proxy or an auth layer may refuse /health): let MLflow talk to it
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise TrackingUnavailable(
+            f"the MLflow tracking server at {uri} does not answer ({reason}); start it, or unset "
+            f"MLFLOW_TRACKING_URI to use the local store sqlite:///mlflow.db"
+        ) from None
+
+
 def setup() -> None:
     """Point mlflow at the store and make sure the `folio` experiment exists."""
+    check_server(tracking_uri())
     ml = mlflow()
     ml.set_tracking_uri(tracking_uri())
     if ml.get_experiment_by_name(EXPERIMENT) is None:
@@ -100,8 +133,10 @@ class MlflowCallback:
         self.pending = []
 
     def on_start(self, info: dict) -> None:
-        self.client.set_tag(self.run_id, "device", info["device"])
-        self.client.set_tag(self.run_id, "num_params", str(info["num_params"]))
+        for key in ("device", "dtype", "world_size"):
+            self.client.set_tag(self.run_id, key, str(info[key]))
+        for key in ("num_params", "size_fp32_mb", "size_bf16_mb"):
+            self.client.log_metric(self.run_id, key, float(info[key]))
 
     def _add(self, step: int, metrics: dict[str, float]) -> None:
         from mlflow.entities import Metric

@@ -1,4 +1,5 @@
-"""Shared fixtures: a loopback HTTP server, the shared corpus, tiny models and token streams."""
+"""Shared fixtures: a loopback HTTP server, the shared corpus, tiny models and token streams, and
+a copy of the project whose data stages have run (for tests that run the rest of the pipeline)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,22 @@ def shared_corpus() -> Path:
     if not SHARED_CORPUS.exists():
         pytest.skip(f"shared corpus not found at {SHARED_CORPUS}")
     return SHARED_CORPUS
+
+
+@pytest.fixture(scope="session")
+def prepared_project(tmp_path_factory, shared_corpus) -> Path:
+    """A git copy of the project (tests/pipeline_project.py, tiny params) whose data stages —
+    every stage before train — have run. Tests copy it (`pipeline_project.clone`) so that their
+    `dvc repro` runs only training and what follows."""
+    from pipeline.cli import STAGES
+    from tests import pipeline_project as pp
+
+    data_stages = list(STAGES)[:list(STAGES).index("train")]
+    with pp.serve_directory(shared_corpus.parent) as base_url:
+        root = pp.make_project(tmp_path_factory.mktemp("prepared") / "folio",
+                               f"{base_url}/{shared_corpus.name}")
+        pp.run(root, "dvc", "repro", *data_stages)
+    return root
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

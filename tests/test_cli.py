@@ -12,17 +12,22 @@ from tests.conftest import PROJECT
 runner = CliRunner()
 
 
-def test_help_lists_every_stage_and_generate():
+COMMANDS = [c.name or c.callback.__name__ for c in app.registered_commands]
+
+
+def test_help_lists_every_command():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for name in [*STAGES, "generate"]:
+    assert {*STAGES, "generate", "attention", "promote", "runs", "import-gpt2", "export-hf"} <= set(COMMANDS)
+    for name in COMMANDS:
         assert name in result.output
 
 
 def test_every_command_has_help():
-    for name in [*STAGES, "generate"]:
+    for name in COMMANDS:
         result = runner.invoke(app, [name, "--help"])
         assert result.exit_code == 0, name
+        assert "Usage" in result.output
 
 
 def test_importing_the_cli_loads_no_heavy_library():

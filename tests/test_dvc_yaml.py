@@ -29,17 +29,28 @@ def test_stages_are_folio_commands_in_order():
 def test_declared_outputs_are_the_paths_the_code_writes():
     outs = {name: {_resolve(p) for p in _paths(s.get("outs", []) + s.get("metrics", []) + s.get("plots", []))}
             for name, s in DVC.items()}
-    assert outs["download"] == {str(paths.raw_corpus(PARAMS["data"]["name"]))}
-    assert outs["validate"] == {str(paths.VALIDATION_DIR)}
+    name = PARAMS["data"]["name"]
+    assert outs["download"] == {str(paths.raw_corpus(name)), str(paths.raw_record(name))}
+    assert outs["validate"] == {str(paths.validation_dir("corpus"))}
     assert outs["tokenize"] == {str(paths.TOKENIZER_DIR)}
     assert outs["prepare"] == {str(paths.PREPARED_DIR)}
+    assert outs["validate_tokens"] == {str(paths.validation_dir("tokens"))}
     assert outs["train"] == {str(paths.MODELS), str(paths.LOSS_PLOT), str(paths.TRAIN_STEPS),
                              str(paths.TRAIN_EVALS)}
     assert outs["evaluate"] == {str(paths.METRICS)}
-    assert outs["sample"] == {str(paths.SAMPLES)}
+    assert outs["sample"] == {str(paths.SAMPLES), str(paths.ATTENTION)}
+    assert outs["register"] == {str(paths.MODEL_CARD), str(paths.REGISTERED_MODEL)}
     for out in (paths.LAST_CKPT, paths.BEST_CKPT, paths.RUN_INFO):
         assert out.parent == paths.MODELS
-    assert paths.VALIDATION_RESULT.parent == paths.VALIDATION_DIR
+    for suite in ("corpus", "tokens"):
+        assert paths.validation_report(suite).parent == paths.validation_dir(suite)
+
+
+def test_each_gate_guards_the_stage_after_it():
+    """tokenize needs the corpus report, train the token report: a failed gate stops DVC before them."""
+    assert str(paths.validation_report("corpus")) in DVC["tokenize"]["deps"]
+    assert str(paths.validation_report("tokens")) in DVC["train"]["deps"]
+    assert str(paths.raw_record(PARAMS["data"]["name"])) in {_resolve(d) for d in DVC["train"]["deps"]}
 
 
 def test_checkpoint_folder_persists_across_runs():

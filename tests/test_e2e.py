@@ -8,93 +8,29 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from pipeline.cli import STAGES
-from tests.conftest import PROJECT
+from tests.pipeline_project import env as _env
+from tests.pipeline_project import git as _git
+from tests.pipeline_project import make_project, serve_directory
+from tests.pipeline_project import ran as _ran
+from tests.pipeline_project import run as _run
+from tests.pipeline_project import set_params as _set_params
 
 pytestmark = pytest.mark.e2e
-
-COPIED = ["pyproject.toml", "params.yaml", "dvc.yaml", ".dvc/config", ".dvc/.gitignore",
-          ".dvcignore", ".gitignore", "src", "pipeline"]
-TINY = {
-    "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32},
-    "train": {"max_iters": 30, "batch_size": 8, "eval_interval": 10, "eval_iters": 2,
-              "warmup_iters": 5, "device": "cpu"},
-    "sample": {"max_new_tokens": 40},
-}
-
-
-def _env(project: Path) -> dict:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("FOLIO_DATA_MIRROR", None)
-    return env
-
-
-def _run(project: Path, *args: str, check=True) -> str:
-    proc = subprocess.run(args, cwd=project, env=_env(project), capture_output=True, text=True,
-                          timeout=600)
-    output = proc.stdout + proc.stderr
-    if check and proc.returncode:
-        raise AssertionError(f"{' '.join(args)} exited {proc.returncode}:\n{output}")
-    return output
-
-
-def _git(project: Path, *args: str) -> str:
-    return _run(project, "git", "-c", "user.name=folio-test", "-c", "user.email=test@folio.invalid",
-                *args)
-
-
-def _ran(output: str) -> set[str]:
-    return {name for name in STAGES if f"Running stage '{name}'" in output}
-
-
-def _set_params(project: Path, updates: dict) -> None:
-    path = project / "params.yaml"
-    tree = yaml.safe_load(path.read_text())
-    for section, values in updates.items():
-        tree[section].update(values)
-    path.write_text(yaml.safe_dump(tree, sort_keys=False))
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, shared_corpus):
     """A git repo holding a copy of the project whose params point at a loopback server."""
-    import functools
-    import http.server
-    import threading
-
-    root = tmp_path_factory.mktemp("e2e") / "folio"
-    root.mkdir()
-    for name in COPIED:
-        src = PROJECT / name
-        if src.is_dir():
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        elif src.exists():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, root / name)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(shared_corpus.parent))
-    handler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/{shared_corpus.name}"
-    _set_params(root, {**TINY, "data": {"url": url}})
-    _git(root, "init", "-q", "-b", "main")
-    _git(root, "add", "-A")
-    _git(root, "commit", "-q", "-m", "e2e copy")
-    yield root
-    server.shutdown()
-    server.server_close()
+    with serve_directory(shared_corpus.parent) as base_url:
+        yield make_project(tmp_path_factory.mktemp("e2e") / "folio", f"{base_url}/{shared_corpus.name}")
 
 
 @pytest.fixture(scope="module")
@@ -115,11 +51,13 @@ def _run_id(project: Path) -> str:
 
 def test_repro_runs_every_stage_and_writes_every_output(project, first_repro):
     assert _ran(first_repro) == set(STAGES)
-    for out in ["data/raw/tinyshakespeare.txt", "reports/validation/corpus.json",
+    for out in ["data/raw/tinyshakespeare.txt", "data/raw/tinyshakespeare.json",
+                "reports/validation/corpus/corpus.json", "reports/validation/tokens/tokens.json",
                 "data/tokenizer/tokenizer.json", "data/prepared/train.bin", "data/prepared/val.bin",
                 "data/prepared/meta.json", "models/best.pt", "models/last.pt", "models/run.json",
                 "reports/train/steps.csv", "reports/train/evals.csv", "reports/train/loss.png",
-                "reports/metrics.json", "reports/samples.md"]:
+                "reports/metrics.json", "reports/samples.md", "reports/model_card.md",
+                "reports/registered_model.json"]:
         assert (project / out).exists(), out
     metrics = json.loads((project / "reports/metrics.json").read_text())
     for key in ("loss", "bits_per_char", "perplexity"):
@@ -141,10 +79,12 @@ def test_mlflow_run_holds_params_history_dataset_and_artifacts(project, first_re
     assert dataset.dataset.name == "tinyshakespeare"
     tags = {t.key: t.value for t in dataset.tags}
     assert tags["size_bytes"] == "1115394" and tags["sha256"].startswith("86c4e6aa")
-    artifacts = {a.path for d in ("tokenizer", "train", "checkpoint", "evaluate", "samples")
+    artifacts = {a.path for d in ("tokenizer", "train", "checkpoint", "evaluate", "samples",
+                                  "validation/corpus", "validation/tokens")
                  for a in client.list_artifacts(run.info.run_id, d)}
     assert {"tokenizer/tokenizer.json", "train/loss.png", "checkpoint/best.pt",
-            "evaluate/metrics.json", "samples/samples.md"} <= artifacts
+            "evaluate/metrics.json", "samples/samples.md", "validation/corpus/corpus.json",
+            "validation/corpus/docs", "validation/tokens/tokens.json"} <= artifacts
 
 
 def test_second_repro_runs_nothing(project, first_repro):
@@ -153,19 +93,22 @@ def test_second_repro_runs_nothing(project, first_repro):
 
 def test_one_param_reruns_exactly_its_stages(project, first_repro):
     _set_params(project, {"sample": {"temperature": 0.5}})
-    assert _ran(_run(project, "dvc", "repro")) == {"sample"}
+    assert _ran(_run(project, "dvc", "repro")) == {"sample", "register"}
     _set_params(project, {"evaluate": {"batch_size": 16}})
-    assert _ran(_run(project, "dvc", "repro")) == {"evaluate"}
+    assert _ran(_run(project, "dvc", "repro")) == {"evaluate", "register"}
     _git(project, "commit", "-qam", "params")
 
 
 def test_dvc_exp_run_with_a_param(project, first_repro):
     before = _run_id(project)
     output = _run(project, "dvc", "exp", "run", "-n", "longer", "-S", "train.max_iters=40")
-    assert _ran(output) == {"train", "evaluate", "sample"}
+    assert _ran(output) == {"train", "evaluate", "sample", "register"}
     run = _client(project).get_run(_run_id(project))
     assert run.info.run_id != before
     assert run.data.params["train.max_iters"] == "40" and run.data.tags["dvc.exp_name"] == "longer"
+    registered = json.loads((project / "reports/registered_model.json").read_text())
+    version = _client(project).get_model_version(registered["name"], str(registered["version"]))
+    assert version.run_id == run.info.run_id and version.tags["dvc.exp_name"] == "longer"
 
 
 def _new_run_checkpoint_step(project: Path, previous_run: str) -> int:
@@ -185,7 +128,7 @@ def _new_run_checkpoint_step(project: Path, previous_run: str) -> int:
 def test_killed_training_resumes_on_the_next_repro(project, first_repro):
     _set_params(project, {"train": {"max_iters": 400, "eval_interval": 20}})
     previous_run = _run_id(project)
-    proc = subprocess.Popen(["dvc", "repro"], cwd=project, env=_env(project),
+    proc = subprocess.Popen(["dvc", "repro"], cwd=project, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
 

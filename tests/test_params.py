@@ -58,3 +58,32 @@ def test_flat_keys_match_dvc_exp_run_names():
     flat = params.load(PROJECT / "params.yaml").flat()
     assert flat["model.n_layer"] == _tree()["model"]["n_layer"]
     assert "validate.min_bytes" in flat
+
+
+def test_an_empty_sha256_is_allowed_and_a_malformed_one_is_named():
+    tree = _tree()
+    tree["data"]["sha256"] = ""
+    assert params.validate(tree).data.sha256 == ""
+    tree["data"]["sha256"] = "abc"
+    with pytest.raises(params.ParamsError, match=r"data.sha256: .*\(value 'abc'\)"):
+        params.validate(tree)
+
+
+@pytest.mark.parametrize("url", ["https://example.org/c.txt", "file:///srv/c.txt", "corpora/c.txt", "/srv/c.txt"])
+def test_corpus_urls_are_http_file_or_paths(url):
+    tree = _tree()
+    tree["data"]["url"] = url
+    assert params.validate(tree).data.url == url
+    tree["data"]["url"] = "s3://bucket/c.txt"
+    with pytest.raises(params.ParamsError, match="data.url: .*unsupported scheme 's3'"):
+        params.validate(tree)
+
+
+def test_gate_thresholds_are_named_by_their_own_section():
+    tree = _tree()
+    tree["validate_tokens"]["val_fraction_tolerance"] = 2
+    tree["validate"]["min_lines"] = -1
+    with pytest.raises(params.ParamsError) as err:
+        params.validate(tree)
+    assert "validate_tokens.val_fraction_tolerance" in str(err.value)
+    assert "validate.min_lines" in str(err.value)

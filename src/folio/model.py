@@ -89,8 +89,9 @@ class KVCache:
         B, H, D = self.k.size(1), self.k.size(2), self.k.size(4)
         self.write_index = positions[:, None, :, None].expand(B, H, T, D)
         self.end = last + T  # slots 0..end-1 hold every key any row attends to in this forward
-        if T == 1 and first == last:
-            self.mask = None  # every filled slot is visible to the single new token
+        self.is_causal = T > 1 and first == last == 0  # a prefill from empty: plain causal
+        if self.is_causal or (T == 1 and first == last):
+            self.mask = None  # (or one new token per row: every filled slot is visible to it)
         else:  # slot j is visible to the query at position p iff j <= p (causal; ragged rows)
             slots = torch.arange(self.end, device=positions.device)
             self.mask = (slots <= positions[..., None]).unsqueeze(1)  # (B, 1, T, end)
@@ -163,7 +164,7 @@ class CausalSelfAttention(nn.Module):
             )
         else:
             k, v = cache.update(layer, k, v)  # (B, H, end, D): the cached tokens and these
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=cache.mask)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=cache.mask, is_causal=cache.is_causal)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.proj(y))
 
