@@ -19,8 +19,6 @@ import json
 import math
 import os
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -33,6 +31,7 @@ from folio.generate import GenerationConfig, generate_ids
 from folio.model import GPT, GPTConfig
 from folio.quantize import quantize_int8
 from folio.tokenizers import load_tokenizer
+from timing import timed
 
 SPEED_MODEL = GPTConfig(vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384)
 TEMPERATURE, TOP_K = 0.8, 200
@@ -62,17 +61,6 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def timed(fn, repeats: int) -> tuple[float, float]:
-    """(best, median) wall time of fn() in seconds, after one untimed warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times), statistics.median(times)
 
 
 def folio_run(model: GPT, prompts: list[list[int]], new_tokens: int, use_cache: bool = True):

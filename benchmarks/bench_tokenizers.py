@@ -11,22 +11,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import time
 from pathlib import Path
 
 from folio.tokenizers import train_tokenizer
+from timing import timed
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared/data/tinyshakespeare.txt"
-
-
-def best_of(fn, repeats: int) -> tuple[float, float]:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times), statistics.median(times)
 
 
 def main() -> None:
@@ -40,11 +30,11 @@ def main() -> None:
     megabytes = len(text.encode("utf-8")) / 1e6
 
     rows = []
-    train_best, train_median = best_of(lambda: train_tokenizer("bpe", text, args.vocab_size), args.repeats)
+    train_best, train_median = timed(lambda: train_tokenizer("bpe", text, args.vocab_size), args.repeats)
     rows.append(f"| bpe train (rustbpe), vocab {args.vocab_size} | {train_best:.3f} s | {train_median:.3f} s | — |")
     for kind in ("char", "word", "bpe"):
         tok = train_tokenizer(kind, text, args.vocab_size)
-        best, median = best_of(lambda: tok.encode(text), args.repeats)
+        best, median = timed(lambda: tok.encode(text), args.repeats)
         rows.append(f"| {kind} encode ({tok.vocab_size} tokens) | {best:.3f} s | {median:.3f} s | "
                     f"{megabytes / best:.1f} MB/s |")
     report = "\n".join([

@@ -72,3 +72,19 @@ def http_server():
 def tiny_text() -> str:
     line = "the quick brown fox jumps over the lazy dog. PACK MY BOX WITH FIVE DOZEN JUGS!\n"
     return line * 40
+
+
+STAGE_TEXT = "".join(f"Line {i}: the quick brown fox, número {i % 7} — jumps!\n" for i in range(400))
+
+
+@pytest.fixture
+def stage_project(tmp_path, monkeypatch):
+    """A project directory (the cwd) with its own MLflow store and data/raw/t.txt, for running
+    stage `main()`s in-process with `data.name: t`."""
+    from pipeline import paths
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    paths.RAW_DIR.mkdir(parents=True)
+    paths.raw_corpus("t").write_text(STAGE_TEXT, encoding="utf-8")
+    return tmp_path

@@ -290,19 +290,9 @@ def test_init_from_a_gpt2_directory(hf_model, hf_dirs):
     assert init_from.source_model(_params(), gpt2) is None  # scratch: the stage builds it
 
 
-TEXT = "".join(f"Line {i}: the quick brown fox, número {i % 7} — jumps!\n" for i in range(300))
 
 
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    paths.RAW_DIR.mkdir(parents=True)
-    paths.raw_corpus("t").write_text(TEXT, encoding="utf-8")
-    return tmp_path
-
-
-def test_train_stage_fine_tunes_from_a_checkpoint_and_a_registered_model(project):
+def test_train_stage_fine_tunes_from_a_checkpoint_and_a_registered_model(stage_project):
     from pipeline import prepare, registry, tokenize
     from pipeline import train as train_stage
     from pipeline.params import SampleParams
@@ -310,9 +300,9 @@ def test_train_stage_fine_tunes_from_a_checkpoint_and_a_registered_model(project
     base_params = _params()
     for stage in (tokenize, prepare, train_stage):
         stage.main(base_params)
-    (project / "checkpoints").mkdir()
-    shutil.copyfile(paths.BEST_CKPT, project / "checkpoints" / "base.pt")
-    base = checkpoint.load(project / "checkpoints" / "base.pt")
+    (stage_project / "checkpoints").mkdir()
+    shutil.copyfile(paths.BEST_CKPT, stage_project / "checkpoints" / "base.pt")
+    base = checkpoint.load(stage_project / "checkpoints" / "base.pt")
 
     # model.* differ from the source's: ignored; the run starts from the base's weights
     params = _params(init_from="checkpoints/base.pt", max_iters=2, learning_rate=1e-4)
@@ -330,7 +320,7 @@ def test_train_stage_fine_tunes_from_a_checkpoint_and_a_registered_model(project
     with pytest.raises(init_from.InitFromError, match="no such checkpoint"):
         init_from.load_source("checkpoints/nope.pt")
     other = dict(base, tokenizer={**base["tokenizer"], "digest": "0" * 16})
-    checkpoint.save(project / "checkpoints" / "other.pt", other)
+    checkpoint.save(stage_project / "checkpoints" / "other.pt", other)
     with pytest.raises(init_from.InitFromError, match="rebuild data/tokenizer/"):
         train_stage.main(_params(init_from="checkpoints/other.pt"))
 
@@ -339,7 +329,7 @@ def test_train_stage_fine_tunes_from_a_checkpoint_and_a_registered_model(project
 
     tracking.setup()
     run_id = json.loads(paths.RUN_INFO.read_text())["run_id"]
-    info = registry.log_model(run_id, project / "checkpoints" / "base.pt", paths.TOKENIZER_DIR,
+    info = registry.log_model(run_id, stage_project / "checkpoints" / "base.pt", paths.TOKENIZER_DIR,
                               SampleParams(prompts=["Line"], max_new_tokens=4))
     version = registry.register(info.model_uri, "folio-t", tags={})
     registry.client().set_registered_model_alias("folio-t", "champion", version.version)

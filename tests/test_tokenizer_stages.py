@@ -13,7 +13,7 @@ import pytest
 from pipeline import evaluate, paths, prepare, tokenize, train
 from pipeline.params import validate
 
-TEXT = "".join(f"Line {i}: the quick brown fox, número {i % 7} — jumps!\n" for i in range(400))
+from tests.conftest import STAGE_TEXT as TEXT
 
 
 def _params(**tokenizer):
@@ -27,18 +27,9 @@ def _params(**tokenizer):
     })
 
 
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    paths.RAW_DIR.mkdir(parents=True)
-    paths.raw_corpus("t").write_text(TEXT, encoding="utf-8")
-    return tmp_path
-
-
 @pytest.mark.parametrize("tokenizer", [{"kind": "char"}, {"kind": "bpe", "vocab_size": 300},
                                        {"kind": "word", "vocab_size": 50}])
-def test_tokenize_prepare_train_evaluate(project, tokenizer):
+def test_tokenize_prepare_train_evaluate(stage_project, tokenizer):
     params = _params(**tokenizer)
     for stage in (tokenize, prepare, train, evaluate):
         stage.main(params)
@@ -55,7 +46,7 @@ def test_tokenize_prepare_train_evaluate(project, tokenizer):
             tokenize.load().decode(prepare.load_split("val")[:1].tolist()).encode())))
 
 
-def test_bpe_learns_from_the_train_split_only(project):
+def test_bpe_learns_from_the_train_split_only(stage_project):
     params = _params(kind="bpe", vocab_size=300)
     paths.raw_corpus("t").write_text(TEXT[:-2000] + "zyzzyva " * 250, encoding="utf-8")
     tokenize.main(params)
@@ -63,7 +54,7 @@ def test_bpe_learns_from_the_train_split_only(project):
     assert len(tok.encode("zyzzyva")) > 2  # a word seen only in val was not merged
 
 
-def test_vocabularies_over_65536_are_stored_as_uint32(project):
+def test_vocabularies_over_65536_are_stored_as_uint32(stage_project):
     words = " ".join(f"w{i}" for i in range(70_000)) + "\n"
     paths.raw_corpus("t").write_text(words * 2, encoding="utf-8")
     params = _params(kind="word", vocab_size=80_000)

@@ -20,7 +20,7 @@ from folio import checkpoint
 from folio.model import GPT, GPTConfig
 from folio.optim import lr_scale
 from folio.tokenizers import CharTokenizer
-from folio.train import TrainConfig, Trainer, train
+from folio.train import TrainConfig, Trainer
 
 WORKER = Path(__file__).with_name("train_worker.py")
 
