@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from typing import Iterator
 
 from rich.console import Console
 
@@ -53,12 +51,3 @@ class Progress:
     def __exit__(self, *exc) -> None:
         if self._bar is not None:
             self._bar.stop()
-
-
-@contextlib.contextmanager
-def step(title: str) -> Iterator[None]:
-    """Log the start and the duration of a piece of work."""
-    started = time.perf_counter()
-    log(f"{title} ...")
-    yield
-    log(f"{title}: done in {time.perf_counter() - started:.1f}s")

@@ -22,12 +22,6 @@ from folio.model import GPTConfig, create_model
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    while hasattr(model, "_orig_mod") or hasattr(model, "module"):
-        model = getattr(model, "_orig_mod", None) or model.module
-    return model
-
-
 def clean_state_dict(state: dict) -> dict:
     """Strip compile/DDP prefixes so any checkpoint loads into a plain GPT."""
     cleaned = {}
