@@ -117,6 +117,29 @@ def test_cache_gives_the_same_tokens_as_recomputing(model, settings):
     assert len({tuple(step) for step in cached}) > 3  # not a constant, which any loop could match
 
 
+def test_compiled_decoding_gives_the_same_tokens(model):
+    """torch.compile'd one-token steps over a static cache: same tokens as eager decoding for a
+    ragged batch, seeded and filtered, through several window restarts (prefills stay eager)."""
+    prompts = [[1], [2, 3, 4], [0, 1, 2, 3, 4, 5, 6, 0, 1, 2, 3]]
+    settings = {"max_new_tokens": 30, "temperature": 0.9, "top_k": 4, "seed": 7}
+    eager = _run(model, prompts, True, **settings)
+    assert _run(model, prompts, True, compile=True, **settings) == eager
+
+
+def test_compiled_decoding_sees_weights_changed_after_compiling(model):
+    settings = {"max_new_tokens": 12, "temperature": 0, "compile": True}
+    before = _run(model, [[1]], True, **settings)
+    with torch.no_grad():
+        model.lm_head.weight.copy_(torch.randn(7, 16))  # in place, as training would
+    after = _run(model, [[1]], True, **settings)
+    assert after == _run(model, [[1]], True, max_new_tokens=12, temperature=0) and after != before
+
+
+def test_compile_needs_the_cache(model):
+    with pytest.raises(ValueError, match="needs the KV cache"):
+        _run(model, [[1]], False, compile=True)
+
+
 def test_uncached_reference_is_nanogpts_loop_within_the_block(model):
     """Up to block_size tokens nothing is cropped: the reference is plain greedy decoding."""
     idx = torch.tensor([[3, 1]])

@@ -65,6 +65,14 @@ def test_json_with_beams_stop_strings_and_int8(files):
     assert out["settings"]["quantize"] == "int8" and out["settings"]["stop"] == ["a", "b"]
 
 
+def test_compiled_decoding_prints_the_same_text(files):
+    eager = json.loads(_generate(files, "--json", "--seed", "2").output)
+    result = _generate(files, "--json", "--seed", "2", "--compile")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["settings"]["compile"] is True and out["completions"] == eager["completions"]
+
+
 def test_several_samples_print_under_headers(files):
     result = _generate(files, "--num-samples", "2", "--seed", "0")
     assert result.exit_code == 0, result.output

@@ -35,6 +35,7 @@ def beam_search(
     length_penalty: float = 1.0,
     is_finished: Callable[[list[int]], bool] | None = None,
     use_cache: bool = True,
+    compile: bool = False,
 ) -> list[Hypothesis]:
     """The `beams` best hypotheses by score, best first.
 
@@ -45,7 +46,7 @@ def beam_search(
     overtake, so the search always runs its max_new_tokens steps (or until no beam is live).
     """
     model.eval()
-    decoder = Decoder(model, [prompt_ids], use_cache)
+    decoder = Decoder(model, [prompt_ids], use_cache, compile)
     live, finished = [Hypothesis([], 0.0, 0.0)], []
     for step in range(max_new_tokens):
         logprobs = decoder.next_logits().float().log_softmax(dim=-1)  # (live, V)
@@ -82,7 +83,7 @@ def beam_complete(model: GPT, tokenizer, prompt: str, config: GenerationConfig,
     tail = 4 * max(map(len, stop), default=0) + 4
     is_finished = (lambda ids: any(s in tokenizer.decode(ids[-tail:]) for s in stop)) if stop else None
     hypotheses = beam_search(model, tokenizer.encode(prompt), config.beams, config.max_new_tokens,
-                             config.length_penalty, is_finished, use_cache)
+                             config.length_penalty, is_finished, use_cache, config.compile)
     completions = []
     for h in hypotheses[: config.num_samples]:
         row = TextStream(tokenizer, stop)
