@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from folio.model import GPT, GPTConfig, KVCache, create_model
+import torch.nn.functional as F
+
+from folio.model import GPT, GPTConfig, KVCache, attend, create_model
 
 CFG = GPTConfig(vocab_size=16, block_size=8, n_layer=2, n_head=2, n_embd=16)
 
@@ -32,6 +34,21 @@ def test_attention_is_causal():
     b, _ = model(changed)
     torch.testing.assert_close(a[0, :5], b[0, :5])
     assert not torch.allclose(a[0, 5:], b[0, 5:])
+
+
+def test_attention_runs_in_float32_under_cpu_autocast():
+    """bf16 autocast on a CPU: the matmuls around it go bf16, attention itself stays float32
+    (PyTorch's bf16 CPU attention backward is ~10x slower) and hands back bf16."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 8, 16, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = attend(q, k, v, is_causal=True)
+        y_autocast = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    expected = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True)
+    assert y.dtype == torch.bfloat16 and torch.equal(y, expected.to(torch.bfloat16))
+    assert not torch.equal(y, y_autocast)  # plain autocast would have computed it in bf16
+    y.float().sum().backward()
+    assert q.grad.dtype == torch.bfloat16 and torch.isfinite(q.grad).all()
 
 
 def test_head_is_tied_to_token_embedding():

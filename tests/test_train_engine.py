@@ -1,4 +1,5 @@
-"""The training engine: gradient accumulation equals one larger batch, precisions, the time
+"""The training engine: gradient accumulation equals one larger batch, precisions, compiled
+training on CPU, the time
 budget and its schedule, rotating checkpoints, early stopping, Muon, exact resume after a real
 SIGKILL, and DDP with two CPU processes under torchrun."""
 
@@ -71,6 +72,19 @@ def test_reduced_precision_trains_on_cpu(tokens, tmp_path, dtype):
     result = trainer.fit()
     first, last = result.history["evals"][0][2], result.history["evals"][-1][2]
     assert last < first
+
+
+def test_compiled_training_on_cpu_follows_eager(tokens, tmp_path):
+    """train.compile=true on CPU (the fast route for small models): the same steps as eager, up to
+    float rounding in the fused kernels, and a checkpoint without the compile wrapper's prefix."""
+    eager = _trainer(tokens, tmp_path / "eager", _cfg(max_iters=8, compile=False)).fit()
+    compiled = _trainer(tokens, tmp_path / "compiled", _cfg(max_iters=8, compile=True))
+    assert compiled.compiled is not compiled.model  # really compiled, not a silent fallback
+    result = compiled.fit()
+    losses = lambda r: [loss for _, loss, _ in r.history["steps"]]
+    assert losses(result) == pytest.approx(losses(eager), rel=1e-4)
+    state = checkpoint.load(tmp_path / "compiled" / "last.pt")["model"]
+    assert not any(key.startswith("_orig_mod.") for key in state)
 
 
 def test_time_budget_stops_training_and_the_schedule_follows_it(tokens, tmp_path):
@@ -166,3 +180,16 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     state = checkpoint.load(tmp_path / "last.pt")
     model = checkpoint.build_model(state)  # loads in a single process
     assert state["step"] == 30 and model.num_params() > 0
+
+
+def test_dtype_reasons_say_when_bfloat16_is_slow_on_this_cpu(monkeypatch):
+    from folio import device as dev
+
+    cpu = torch.device("cpu")
+    assert dev.pick_dtype("auto", cpu) == (torch.float32, "auto: float32 on cpu")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    dtype, reason = dev.pick_dtype("bfloat16", cpu)
+    assert dtype == torch.bfloat16 and "slower than float32" in reason
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert dev.pick_dtype("bfloat16", cpu) == (torch.bfloat16, "requested")

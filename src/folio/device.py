@@ -35,10 +35,18 @@ def pick_device(requested: str = "auto") -> DeviceChoice:
     return DeviceChoice(torch.device("cpu"), "auto: no CUDA or MPS")
 
 
+def cpu_has_fast_bfloat16() -> bool:
+    """AMX or AVX512-BF16: bf16 matmuls run several times faster than float32 (else slower)."""
+    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+
+
 def pick_dtype(requested: str, device: torch.device) -> tuple[torch.dtype, str]:
     """The compute dtype and why: `auto` is bf16 autocast on CUDA that supports it, else float32
-    (bf16 matmuls are slower than float32 on most CPUs)."""
+    (bf16 matmuls are slower than float32 on most CPUs; the reason says so when asked for one)."""
     if requested != "auto":
+        if requested == "bfloat16" and device.type == "cpu" and not cpu_has_fast_bfloat16():
+            return DTYPES[requested], ("requested, but this CPU has neither AMX nor AVX512-BF16: "
+                                       "bfloat16 is slower than float32 here (train.dtype=auto picks float32)")
         return DTYPES[requested], "requested"
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16, "auto: CUDA supports bfloat16"

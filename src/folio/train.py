@@ -29,9 +29,9 @@ class TrainConfig:
     max_seconds: float | None = None  # optimisation time budget (evaluation excluded)
     batch_size: int = 16
     grad_accum_steps: int = 1
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     min_lr: float = 1e-4
-    warmup_iters: int = 100
+    warmup_iters: int = 50
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.99
