@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py peak
     python benchmarks/bench_train.py throughput [--dtype float32|bfloat16] [--compile] [--steps 60]
+        [--set model.n_embd=192 ...]
     python benchmarks/bench_train.py budget --seconds 71 [--set model.n_embd=192 ...]
     python benchmarks/bench_train.py memory        # gradient checkpointing: saved activations
 
@@ -72,19 +73,22 @@ def trainer_for(model_kw: dict, train_kw: dict, out_dir: Path) -> Trainer:
 
 
 def throughput(args) -> None:
-    trainer = trainer_for(NANOGPT_CPU, dict(batch_size=12, max_iters=10**6, dtype=args.dtype,
-                                            compile=args.compile), Path("/tmp/folio-bench"))
+    model_kw, train_kw = parse_overrides(args.set)
+    model_kw = {**NANOGPT_CPU, **model_kw}
+    train_kw = {"batch_size": 12, "max_iters": 10**6, **train_kw, "dtype": args.dtype, "compile": args.compile}
+    trainer = trainer_for(model_kw, train_kw, Path("/tmp/folio-bench"))
     for _ in range(10):  # warm-up (and compilation)
         trainer.train_step()
     started = time.perf_counter()
     for _ in range(args.steps):
         trainer.train_step()
     seconds = time.perf_counter() - started
-    tokens_per_sec = args.steps * 12 * 64 / seconds
+    tokens_per_sec = args.steps * train_kw["batch_size"] * model_kw["block_size"] / seconds
     n_params = trainer.model.num_params()
     peak = matmul_peak()
     mfu = tokens_per_sec * flops_per_token(trainer.model.config, n_params) / (peak * 1e9)
-    record(f"throughput nanoGPT-CPU config, dtype {args.dtype}, compile {args.compile}: "
+    config = "nanoGPT-CPU config" if not args.set else f"nanoGPT-CPU config with {' '.join(args.set)}"
+    record(f"throughput {config}, dtype {args.dtype}, compile {args.compile}: "
            f"{tokens_per_sec:,.0f} tokens/s, MFU {mfu:.1%} of fp32 peak {peak:.0f} GFLOP/s "
            f"({n_params:,} params, {args.steps} steps)")
 
@@ -145,6 +149,7 @@ def main() -> None:
     p.add_argument("--dtype", default="float32")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--set", action="append", default=[], help="model.KEY=VALUE or train.KEY=VALUE")
     p = sub.add_parser("budget")
     p.add_argument("--seconds", type=float, default=71)
     p.add_argument("--target", type=float, default=1.886)
