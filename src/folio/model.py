@@ -104,7 +104,7 @@ class KVCache:
             slots = torch.arange(self.end, device=positions.device)
             self.mask = (slots <= positions[..., None]).unsqueeze(1)  # (B, 1, T, end)
         if not self.static_step:
-            B, H, D = self.k[0].size(0), self.k[0].size(1), self.k[0].size(3)
+            B, H, _, D = self.k[0].shape
             self.write_index = positions[:, None, :, None].expand(B, H, T, D)
         self.lengths += T
         return positions
