@@ -1,14 +1,18 @@
-"""The `folio` command: every dvc.yaml stage, plus `generate`, `attention`, `promote`, `runs`,
-`import-gpt2` and `export-hf`.
+"""The `folio` command: every dvc.yaml stage (pipeline/stages/), plus `generate`, `attention`,
+`promote`, `runs`, `import-gpt2` and `export-hf` (pipeline/commands/).
 
 Stage commands read params.yaml, apply `--set key=value` overrides and validate everything
-before any work. Heavy libraries (torch, mlflow, GX) are imported inside the commands so that
+before any work, then run the stage holding the workspace lock. Every failure a user can cause
+prints one line, `error: <command>: <what>; <what to do>`, and exits 1 (FOLIO_DEBUG=1 adds the
+traceback). Heavy libraries (torch, mlflow, GX) are imported inside the commands so that
 `folio --help` answers at once.
 """
 
 from __future__ import annotations
 
-import importlib
+import errno
+import os
+import traceback
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -22,23 +26,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# One registry: command name -> (pipeline module, help). dvc.yaml runs `folio <name>`.
-STAGES = {
-    "download": "Download the corpus (the FOLIO_DATA_MIRROR mirror first, if set) and verify or record its sha256.",
-    "validate": "Check the corpus with a Great Expectations suite; write reports/validation/corpus/.",
-    "tokenize": "Build the tokenizer from the corpus into data/tokenizer/.",
-    "prepare": "Encode the corpus and split it into data/prepared/{train,val}.bin.",
-    "validate_tokens": "Check the prepared tokens with a Great Expectations suite; write reports/validation/tokens/.",
-    "train": "Train the GPT (resuming an interrupted run), tracked in MLflow.",
-    "evaluate": "Loss, bits per character and perplexity of the best checkpoint over the whole val split.",
-    "sample": "Generate text from sample.prompts into reports/samples.md.",
-    "register": "Log the model to MLflow (pyfunc, as code) and register a new version with its model card.",
-}
-
 PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="params file to read")
 SET_OPTION = typer.Option(
     None, "--set", "-S", help="override a param, e.g. --set train.max_iters=200 (repeatable)"
 )
+DEBUG_ENV = "FOLIO_DEBUG"  # set to 1: a failure shows its traceback too
 
 
 def fail(message: str) -> None:
@@ -46,33 +38,42 @@ def fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def load_params(params_file: Path, overrides: list[str]):
-    from pipeline import params as params_module
-
-    try:
-        return params_module.load(params_file, overrides)
-    except params_module.ParamsError as err:
-        fail(str(err))
-
-
-def run_stage(name: str, params_file: Path, overrides: list[str]) -> None:
-    params = load_params(params_file, overrides)
-    module = importlib.import_module(f"pipeline.{name}")
-    guarded(name, lambda: module.main(params))
+# OSErrors a user causes and can fix; any other is a bug, and keeps its traceback
+USER_OS_ERRORS = {errno.ENOENT: "check the path", errno.EACCES: "check its permissions",
+                  errno.EPERM: "check its permissions", errno.ENOSPC: "free some space",
+                  errno.EDQUOT: "free some space", errno.EROFS: "write somewhere writable"}
 
 
 def guarded(name: str, action) -> None:
-    """Run `action`; errors the user can fix become a one-line message instead of a traceback."""
+    """Run `action`; a failure the user can cause or fix becomes one line — `error: <name>:
+    <what>; <what to do>` — and exit status 1. Anything else is a bug and keeps its traceback."""
+    from folio.errors import FolioError
+    from pipeline.errors import StageError
+
     try:
         action()
     except KeyboardInterrupt:
-        fail(f"{name} interrupted")
+        fail(f"{name}: interrupted; rerun the command to continue (training resumes from its last checkpoint)")
     except Exception as err:
-        # Errors folio raises on purpose (bad checksum, failed validation, ...) and missing inputs
-        # are the user's to fix: a message, not a traceback.
-        if isinstance(err, FileNotFoundError) or type(err).__module__.split(".")[0] in ("folio", "pipeline"):
-            fail(f"{name}: {err}")
-        raise
+        if not isinstance(err, (StageError, FolioError)) and not (
+                isinstance(err, OSError) and err.errno in USER_OS_ERRORS):
+            raise
+        if os.environ.get(DEBUG_ENV) == "1":
+            traceback.print_exc()
+        fail(f"{name}: {one_line(err)}")
+
+
+def one_line(err: Exception) -> str:
+    """The message of a user-fixable error: folio's own say what to do; an OSError gets a hint."""
+    if isinstance(err, OSError) and err.filename and err.strerror and err.errno in USER_OS_ERRORS:
+        return f"{err.strerror.lower()}: {err.filename}; {USER_OS_ERRORS[err.errno]} and rerun"
+    return str(err)
+
+
+def load_params(params_file: Path, overrides: list[str]):
+    from pipeline import params as params_module
+
+    return params_module.load(params_file, overrides)
 
 
 def _stage_command(name: str):
@@ -80,14 +81,22 @@ def _stage_command(name: str):
         params_file: Path = PARAMS_OPTION,
         overrides: Optional[list[str]] = SET_OPTION,
     ) -> None:
-        run_stage(name, params_file, overrides or [])
+        from pipeline import stages
+
+        guarded(name, lambda: stages.run(name, load_params(params_file, overrides or [])))
 
     command.__name__ = name
     return command
 
 
-for _name, _help in STAGES.items():
-    app.command(_name, help=_help)(_stage_command(_name))
+def _register_stages() -> None:
+    from pipeline.stages import STAGES
+
+    for name, help_text in STAGES.items():
+        app.command(name, help=help_text)(_stage_command(name))
+
+
+_register_stages()
 
 
 class Quantization(str, Enum):
@@ -117,7 +126,7 @@ def generate(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of streaming text"),
 ) -> None:
     """Continue PROMPT with a trained checkpoint, streaming tokens to the terminal."""
-    from pipeline import generate as run
+    from pipeline.commands import generate as run
 
     settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                     repetition_penalty=repetition_penalty, stop=tuple(stop or ()), seed=seed,
@@ -136,7 +145,7 @@ def attention(
     tokenizer_dir: Path = typer.Option(Path("data/tokenizer"), "--tokenizer", help="tokenizer directory"),
 ) -> None:
     """Save a PNG grid of PROMPT's attention maps: one per layer (rows) and head (columns)."""
-    from pipeline import generate as run
+    from pipeline.commands import generate as run
 
     guarded("attention", lambda: typer.echo(f"wrote {run.attention(prompt, out, checkpoint_path, tokenizer_dir)}"))
 
@@ -152,21 +161,25 @@ def promote(
     params_file: Path = PARAMS_OPTION,
 ) -> None:
     """Move an alias (@champion) to VERSION only if it beats the holder on registry.metric."""
-    from pipeline import registry
-
     if (version is not None) + best + rollback != 1:
-        fail("give exactly one of VERSION, --best or --rollback")
-    params = load_params(params_file, [])
-    name = model_name or params.registered_model_name()
-    guarded("promote", lambda: typer.echo(registry.move_alias(
-        name, alias or params.registry.alias, params.registry.metric,
-        version=version, best=best, rollback=rollback, force=force).summary(name)))
+        fail("promote: give exactly one of VERSION, --best or --rollback")
+
+    def move() -> None:
+        from pipeline.tracking import registry
+
+        params = load_params(params_file, [])
+        name = model_name or params.registered_model_name()
+        typer.echo(registry.move_alias(name, alias or params.registry.alias, params.registry.metric,
+                                       version=version, best=best, rollback=rollback,
+                                       force=force).summary(name))
+
+    guarded("promote", move)
 
 
 @app.command()
 def runs(limit: int = typer.Option(10, min=1, help="how many recent runs to show")) -> None:
     """Recent runs side by side: differing params, val loss, bits/byte, tokens/s, versions."""
-    from pipeline.runs import show
+    from pipeline.commands.runs import show
 
     guarded("runs", lambda: show(limit))
 
@@ -178,7 +191,7 @@ def import_gpt2(
 ) -> None:
     """Convert Hugging Face GPT-2 weights (gpt2 … gpt2-xl, any GPT2Config) into a folio checkpoint
     with tokenizer tiktoken:gpt2; fine-tune it with train.init_from. Nothing is downloaded."""
-    from pipeline import hf
+    from pipeline.commands import hf
 
     guarded("import-gpt2", lambda: hf.import_gpt2(directory, out))
 
@@ -190,7 +203,7 @@ def export_hf(
 ) -> None:
     """Write a GPT-2-architecture folio checkpoint as a Hugging Face directory that
     GPT2LMHeadModel.from_pretrained loads."""
-    from pipeline import hf
+    from pipeline.commands import hf
 
     guarded("export-hf", lambda: hf.export_hf(out_dir, checkpoint_path))
 

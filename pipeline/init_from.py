@@ -1,6 +1,7 @@
 """`train.init_from`: what the train stage starts from — `scratch` (model.* from params.yaml), a
 folio checkpoint file, `gpt2:<dir>` (a Hugging Face GPT-2 directory, converted on the fly) or
 `models:/<name>@<alias>` / `models:/<name>/<version>` (a registered model's checkpoint).
+From scratch, the initial weights are a function of train.seed.
 
 From anything but scratch, only the weights are taken: the model config comes from the source
 (params' model.* are ignored, except model.dropout, which has no weights), the optimizer starts
@@ -12,20 +13,20 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import torch
 
 from folio import checkpoint
 from folio.model import GPTConfig, create_model
-from pipeline import paths
+from pipeline import artifacts
 from pipeline.console import log
-from pipeline.params import Params
+from pipeline.errors import StageError
+from pipeline.params import Params, model_config
 
 SCRATCH = "scratch"
 GPT2_PREFIX = "gpt2:"
 REGISTRY_PREFIX = "models:/"
 
 
-class InitFromError(ValueError):
+class InitFromError(StageError, ValueError):
     """A source the train stage can't start from: reported as a message, not a traceback."""
 
 
@@ -44,7 +45,8 @@ def registered_checkpoint(uri: str, dst: str | Path) -> Path:
     """Download the checkpoint artifact of the registered folio model `uri` into `dst`."""
     import yaml
 
-    from pipeline import registry, tracking
+    from pipeline import tracking
+    from pipeline.tracking import registry
 
     tracking.setup()
     version = registry.resolve(uri)  # RegistryError (named versions and aliases) if it is not there
@@ -61,9 +63,9 @@ def registered_checkpoint(uri: str, dst: str | Path) -> Path:
 
 def _checked_path(init_from: str) -> Path:
     path = Path(init_from)
-    if path.resolve().is_relative_to(paths.MODELS.resolve()):
-        raise InitFromError(f"train.init_from={init_from!r} is inside {paths.MODELS}/, the train stage's "
-                            "DVC output, which the stage clears when a new run starts: copy the "
+    if path.resolve().is_relative_to(artifacts.MODELS.resolve()):
+        raise InitFromError(f"train.init_from={init_from!r} is inside {artifacts.MODELS}/, the train stage's "
+                            "DVC output, which the stage moves aside when a new run starts: copy the "
                             f"checkpoint elsewhere first (e.g. cp {init_from} checkpoints/base.pt)")
     if not path.exists():
         raise InitFromError(f"train.init_from={init_from!r}: no such checkpoint file")
@@ -95,25 +97,33 @@ def check_tokenizer(init_from: str, source: dict, tokenizer) -> None:
             "rebuild data/tokenizer/ from the source's corpus and settings")
     raise InitFromError(
         f"train.init_from={init_from!r} was trained with tokenizer {theirs['kind']} "
-        f"(vocab {theirs['vocab_size']}, digest {theirs['digest']}), but {paths.TOKENIZER_DIR}/ holds "
+        f"(vocab {theirs['vocab_size']}, digest {theirs['digest']}), but {artifacts.TOKENIZER_DIR}/ holds "
         f"{tokenizer.kind} (vocab {tokenizer.vocab_size}, digest {tokenizer.digest}): {hint}")
 
 
-def source_model(params: Params, tokenizer, resume_state: dict | None = None) -> torch.nn.Module | None:
-    """The model train.init_from starts from, its weights loaded; None for scratch (the stage
-    builds it from model.*). Resuming, only the resumed checkpoint's config is used: its weights
-    are restored by the training loop."""
+def source(params: Params, tokenizer) -> dict | None:
+    """train.init_from as a checkpoint-format dict, its tokenizer checked; None for scratch."""
     init_from = params.train.init_from
     if init_from == SCRATCH:
         return None
+    state = load_source(init_from)
+    check_tokenizer(init_from, state, tokenizer)
+    return state
+
+
+def start_model(params: Params, tokenizer, resume_state: dict | None, source_state: dict | None):
+    """The model the run starts from: resuming, the resumed checkpoint's architecture (the training
+    loop restores its weights); from scratch (`source_state` None), model.* with initial weights
+    drawn from train.seed; otherwise the source's weights."""
     if resume_state is not None:
         return create_model(GPTConfig(**resume_state["model_config"]))
-    source = load_source(init_from)
-    check_tokenizer(init_from, source, tokenizer)
-    config = GPTConfig(**{**source["model_config"], "dropout": params.model.dropout})
+    if source_state is None:
+        return create_model(model_config(params, tokenizer.vocab_size), seed=params.train.seed)
+    config = GPTConfig(**{**source_state["model_config"], "dropout": params.model.dropout})
     model = create_model(config)
-    model.load_state_dict(checkpoint.clean_state_dict(source["model"]))
-    log(f"starting from {init_from} (step {source.get('step', 0)}): the model config comes from it "
-        f"({config.n_layer} layers, width {config.n_embd}, block {config.block_size}, "
-        f"vocab {config.vocab_size}); params' model.* are ignored but dropout ({config.dropout})")
+    model.load_state_dict(checkpoint.clean_state_dict(source_state["model"]))
+    log(f"starting from {params.train.init_from} (step {source_state.get('step', 0)}): the model "
+        f"config comes from it ({config.n_layer} layers, width {config.n_embd}, block "
+        f"{config.block_size}, vocab {config.vocab_size}); params' model.* are ignored but dropout "
+        f"({config.dropout})")
     return model

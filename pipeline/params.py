@@ -2,10 +2,15 @@
 
 Every error is reported together, each naming the key and the offending value.
 `--set key.path=value` overrides are applied before validation (values parse as YAML).
+
+One place for each default: model.* and train.* take theirs from the library's GPTConfig and
+TrainConfig, the other sections' are here; params.yaml states every key with those same values
+(tests/test_params.py checks), so DVC sees each one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Literal
@@ -13,7 +18,17 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline import paths
+from folio.config import GPTConfig, TrainConfig
+from pipeline import artifacts
+from pipeline.errors import StageError
+
+# Keys params.yaml sets for its corpus (Tiny Shakespeare), not defaults: data.* has none, and the
+# prompts name its speakers. Every other key in params.yaml holds its default.
+CORPUS_KEYS = ("data.name", "data.url", "data.sha256", "data.val_fraction", "sample.prompts",
+               "sample.attention_prompt")
+
+_GPT = {f.name: f.default for f in dataclasses.fields(GPTConfig) if f.default is not dataclasses.MISSING}
+_TRAIN = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 class Section(BaseModel):
@@ -76,18 +91,18 @@ class TokenizerParams(Section):
 
 
 class ModelParams(Section):
-    kind: Literal["gpt", "bigram"] = Field("gpt", description="gpt, or the bigram baseline (a next-token lookup table)")
-    n_layer: int = Field(4, ge=1, description="transformer blocks")
-    n_head: int = Field(4, ge=1, description="attention heads per block")
-    n_embd: int = Field(128, ge=1, description="width of the residual stream")
-    block_size: int = Field(128, ge=2, description="context length in tokens")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    bias: bool = Field(True, description="biases in linear layers and LayerNorms")
-    pos_emb: Literal["learned", "rope"] = Field("learned", description="learned absolute position embeddings, or rotary")
-    norm: Literal["layernorm", "rmsnorm"] = Field("layernorm")
-    qk_norm: bool = Field(False, description="RMS-normalise queries and keys")
-    mlp: Literal["gelu", "gelu_tanh", "relu2", "swiglu"] = Field("gelu", description="MLP activation")
-    tie_weights: bool = Field(True, description="share the token embedding with the output head")
+    kind: Literal["gpt", "bigram"] = Field(_GPT["kind"], description="gpt, or the bigram baseline (a next-token lookup table)")
+    n_layer: int = Field(_GPT["n_layer"], ge=1, description="transformer blocks")
+    n_head: int = Field(_GPT["n_head"], ge=1, description="attention heads per block")
+    n_embd: int = Field(_GPT["n_embd"], ge=1, description="width of the residual stream")
+    block_size: int = Field(_GPT["block_size"], ge=2, description="context length in tokens")
+    dropout: float = Field(_GPT["dropout"], ge=0.0, lt=1.0)
+    bias: bool = Field(_GPT["bias"], description="biases in linear layers and LayerNorms")
+    pos_emb: Literal["learned", "rope"] = Field(_GPT["pos_emb"], description="learned absolute position embeddings, or rotary")
+    norm: Literal["layernorm", "rmsnorm"] = Field(_GPT["norm"])
+    qk_norm: bool = Field(_GPT["qk_norm"], description="RMS-normalise queries and keys")
+    mlp: Literal["gelu", "gelu_tanh", "relu2", "swiglu"] = Field(_GPT["mlp"], description="MLP activation")
+    tie_weights: bool = Field(_GPT["tie_weights"], description="share the token embedding with the output head")
 
     @model_validator(mode="after")
     def heads_divide_width(self):
@@ -98,30 +113,40 @@ class ModelParams(Section):
 
 class TrainParams(Section):
     init_from: str = Field("scratch", min_length=1, description="scratch, a folio checkpoint path, gpt2:<Hugging Face GPT-2 dir> or models:/<name>@<alias>; the model config then comes from there (model.* ignored but dropout)")
-    max_iters: int = Field(2000, ge=1, description="optimizer steps (the step budget)")
-    max_seconds: float | None = Field(None, gt=0, description="optimisation time budget in seconds; training stops at whichever budget runs out first, and the schedule follows it")
-    batch_size: int = Field(16, ge=1, description="sequences per micro-batch (per process)")
-    grad_accum_steps: int = Field(1, ge=1, description="micro-batches accumulated per optimizer step")
-    learning_rate: float = Field(2e-3, gt=0, description="peak AdamW learning rate")
-    min_lr: float = Field(1e-4, ge=0, description="learning rate at the end of the cosine decay")
-    warmup_iters: int = Field(50, ge=0, description="steps of linear warmup")
-    weight_decay: float = Field(0.1, ge=0, description="decoupled weight decay on 2-D weights")
-    beta1: float = Field(0.9, gt=0, lt=1)
-    beta2: float = Field(0.99, gt=0, lt=1)
-    grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 disables clipping")
-    optimizer: Literal["adamw", "muon"] = Field("adamw", description="muon: torch.optim.Muon for the 2-D block weights, AdamW for the rest")
-    muon_lr: float = Field(0.02, gt=0, description="peak Muon learning rate (optimizer: muon)")
-    eval_interval: int = Field(250, ge=1, description="steps between evaluations on both splits")
-    eval_iters: int = Field(20, ge=1, description="batches per split in each evaluation")
-    checkpoint_every: int | None = Field(None, ge=1, description="steps between checkpoints; null = every evaluation")
-    keep_checkpoints: int = Field(2, ge=1, description="step checkpoints kept (plus best.pt)")
-    patience: int | None = Field(None, ge=1, description="stop after this many evaluations without a better val loss; null = off")
-    seed: int = 1337
-    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto = cuda, then mps, then cpu")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto = bf16 autocast on CUDA that supports it, float32 elsewhere")
-    compile: Literal["auto", "true", "false"] = Field("auto", description="torch.compile; auto = on CUDA only")
-    grad_checkpointing: bool = Field(False, description="recompute block activations in the backward pass to save memory")
+    max_iters: int = Field(_TRAIN["max_iters"], ge=1, description="optimizer steps (the step budget)")
+    max_seconds: float | None = Field(_TRAIN["max_seconds"], gt=0, description="optimisation time budget in seconds; training stops at whichever budget runs out first, and the schedule follows it (wall time: such a run is not reproducible)")
+    batch_size: int = Field(_TRAIN["batch_size"], ge=1, description="sequences per micro-batch (per process)")
+    grad_accum_steps: int = Field(_TRAIN["grad_accum_steps"], ge=1, description="micro-batches accumulated per optimizer step")
+    learning_rate: float = Field(_TRAIN["learning_rate"], gt=0, description="peak AdamW learning rate")
+    min_lr: float = Field(_TRAIN["min_lr"], ge=0, description="learning rate at the end of the cosine decay (at most learning_rate)")
+    warmup_iters: int = Field(_TRAIN["warmup_iters"], ge=0, description="steps of linear warmup")
+    weight_decay: float = Field(_TRAIN["weight_decay"], ge=0, description="decoupled weight decay on 2-D weights")
+    beta1: float = Field(_TRAIN["beta1"], gt=0, lt=1)
+    beta2: float = Field(_TRAIN["beta2"], gt=0, lt=1)
+    grad_clip: float = Field(_TRAIN["grad_clip"], ge=0, description="max gradient norm; 0 disables clipping")
+    optimizer: Literal["adamw", "muon"] = Field(_TRAIN["optimizer"], description="muon: torch.optim.Muon for the 2-D block weights, AdamW for the rest")
+    muon_lr: float = Field(_TRAIN["muon_lr"], gt=0, description="peak Muon learning rate (optimizer: muon)")
+    eval_interval: int = Field(_TRAIN["eval_interval"], ge=1, description="steps between evaluations on both splits")
+    eval_iters: int = Field(_TRAIN["eval_iters"], ge=1, description="batches per split in each evaluation")
+    checkpoint_every: int | None = Field(_TRAIN["checkpoint_every"], ge=1, description="steps between checkpoints; null = every evaluation")
+    keep_checkpoints: int = Field(_TRAIN["keep_checkpoints"], ge=1, description="step checkpoints kept (plus best.pt)")
+    keep_previous: int = Field(3, ge=0, description="runs moved aside to models/previous/ kept; past that the oldest finished ones are deleted (unfinished ones never)")
+    patience: int | None = Field(_TRAIN["patience"], ge=1, description="stop after this many evaluations without a better val loss; null = off")
+    seed: int = Field(_TRAIN["seed"], description="seeds the initial weights, the batches and dropout")
+    device: str = Field(_TRAIN["device"], pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto = cuda, then mps, then cpu")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(_TRAIN["dtype"], description="auto = bf16 autocast where bf16 is fast (CUDA that supports it, CPUs with AMX or AVX512-BF16), float32 elsewhere")
+    compile: Literal["auto"] | bool = Field("auto", description="torch.compile: true, false, or auto = on CUDA only; a failure at the first step falls back to eager")
+    grad_checkpointing: bool = Field(_TRAIN["grad_checkpointing"], description="recompute block activations in the backward pass to save memory")
+    deterministic: bool = Field(_TRAIN["deterministic"], description="CUDA's deterministic kernels (CPU kernels already are)")
     nproc: int = Field(1, ge=1, description="processes per node; > 1 launches the stage through torchrun (DDP)")
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def compile_from_text(cls, value):
+        """YAML booleans, or the strings true/false/auto (any case), from a file, --set or `dvc exp run -S`."""
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "auto"):
+            return {"true": True, "false": False, "auto": "auto"}[value.strip().lower()]
+        return value
 
     @field_validator("init_from")
     @classmethod
@@ -131,6 +156,13 @@ class TrainParams(Section):
         if value.startswith("gpt2:") and not value.removeprefix("gpt2:").strip():
             raise ValueError("gpt2: needs a directory, e.g. gpt2:/path/to/hf/gpt2")
         return value
+
+    @model_validator(mode="after")
+    def schedule_is_sane(self):
+        if self.min_lr > self.learning_rate:
+            raise ValueError(f"train.min_lr={self.min_lr:g} exceeds train.learning_rate={self.learning_rate:g}: "
+                             "the schedule decays from learning_rate down to min_lr")
+        return self
 
 
 class EvaluateParams(Section):
@@ -193,8 +225,8 @@ class Params(Section):
         return dict(_flatten(self.model_dump(by_alias=True)))
 
 
-class ParamsError(ValueError):
-    pass
+class ParamsError(StageError, ValueError):
+    """params.yaml or an override is not valid: every problem, each naming its key and value."""
 
 
 def _flatten(tree: dict, prefix: str = ""):
@@ -228,17 +260,31 @@ def validate(tree: dict) -> Params:
             key = ".".join("validate" if p == "validate_" else str(p) for p in e["loc"])
             value = e.get("input")
             shown = "missing" if e["type"] == "missing" else f"value {value!r}"
-            lines.append(f"  {key}: {e['msg']} ({shown})")
-        raise ParamsError("invalid params:\n" + "\n".join(lines)) from None
+            message = e["msg"].removeprefix("Value error, ")
+            lines.append(message if isinstance(value, dict) else f"{key}: {message} ({shown})")
+        raise ParamsError("invalid params: " + "; ".join(lines)
+                          + "; fix them in the params file or the --set overrides") from None
 
 
-def load(path: str | Path = paths.PARAMS, overrides: list[str] | tuple[str, ...] = ()) -> Params:
+def load(path: str | Path = artifacts.PARAMS, overrides: list[str] | tuple[str, ...] = ()) -> Params:
     path = Path(path)
     if not path.exists():
-        raise ParamsError(f"{path} not found (run folio from the project root)")
+        raise ParamsError(f"{path} not found; run folio from the project root (or pass --params)")
     tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(tree, dict):
         raise ParamsError(f"{path}: expected a mapping at the top level")
     for assignment in overrides:
         apply_override(tree, assignment)
     return validate(tree)
+
+
+def model_config(params: Params, vocab_size: int) -> GPTConfig:
+    """The library's model config for params' model.* and a vocabulary."""
+    return GPTConfig(vocab_size=vocab_size, **params.model.model_dump())
+
+
+def train_config(params: Params) -> TrainConfig:
+    """The library's training config for params' train.* (less what the stage itself handles)."""
+    settings = params.train.model_dump(exclude={"nproc", "init_from", "keep_previous"})
+    settings["compile"] = None if settings["compile"] == "auto" else settings["compile"]
+    return TrainConfig(**settings)

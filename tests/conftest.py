@@ -34,7 +34,7 @@ def prepared_project(tmp_path_factory, shared_corpus) -> Path:
     """A git copy of the project (tests/pipeline_project.py, tiny params) whose data stages —
     every stage before train — have run. Tests copy it (`pipeline_project.clone`) so that their
     `dvc repro` runs only training and what follows."""
-    from pipeline.cli import STAGES
+    from pipeline.stages import STAGES
     from tests import pipeline_project as pp
 
     data_stages = list(STAGES)[:list(STAGES).index("train")]
@@ -81,10 +81,10 @@ STAGE_TEXT = "".join(f"Line {i}: the quick brown fox, número {i % 7} — jumps!
 def stage_project(tmp_path, monkeypatch):
     """A project directory (the cwd) with its own MLflow store and data/raw/t.txt, for running
     stage `main()`s in-process with `data.name: t`."""
-    from pipeline import paths
+    from pipeline import artifacts
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    paths.RAW_DIR.mkdir(parents=True)
-    paths.raw_corpus("t").write_text(STAGE_TEXT, encoding="utf-8")
+    artifacts.RAW_DIR.mkdir(parents=True)
+    artifacts.raw_corpus("t").write_text(STAGE_TEXT, encoding="utf-8")
     return tmp_path

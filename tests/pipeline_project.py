@@ -1,6 +1,6 @@
 """A throwaway git copy of the project for tests that run the real pipeline: what is copied, the
 tiny params that make `dvc repro` take seconds, a loopback HTTP server for the corpus, and
-running commands (dvc, folio, git) inside the copy."""
+running commands (dvc, folio, git) inside the copy, and a `folio train` in the background."""
 
 from __future__ import annotations
 
@@ -9,15 +9,17 @@ import functools
 import http.server
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
 import yaml
 
-from pipeline.cli import STAGES
+from pipeline.stages import STAGES
 from tests.conftest import PROJECT, _QuietHandler
 
 COPIED = ["pyproject.toml", "params.yaml", "dvc.yaml", ".dvc/config", ".dvc/.gitignore",
@@ -108,3 +110,46 @@ def clone(template: Path, root: Path) -> Path:
     """A copy of a project made by `make_project` (git, DVC cache, outputs, dvc.lock and all)."""
     shutil.copytree(template, root, symlinks=True)
     return root
+
+
+class Training:
+    """`folio train --set ...` in the background, its output in a file; killed at the end."""
+
+    def __init__(self, project: Path, sets: list[str], tracking_uri: str | None = None):
+        self.project, self.log = project, project.parent / f"train-{time.monotonic_ns()}.log"
+        args = ["folio", "train", *(f"--set={s}" for s in sets)]
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(args, cwd=project, env=env(tracking_uri), stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, condition, timeout: float = 120, what: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            assert self.proc.poll() is None, f"folio train exited early ({what}):\n{self.output()}"
+            time.sleep(0.1)
+        raise TimeoutError(f"waited {timeout}s for {what}:\n{self.output()}")
+
+    def checkpoint_step(self) -> int:
+        from folio import checkpoint
+
+        last = self.project / "models" / "last.pt"
+        try:
+            return checkpoint.load(last)["step"] if last.exists() else -1
+        except checkpoint.CheckpointError:  # being replaced right now
+            return -1
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()

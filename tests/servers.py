@@ -106,10 +106,10 @@ def _server_env() -> dict:
 
 
 @contextlib.contextmanager
-def mlflow_server(backend_uri: str, root: Path) -> Iterator[str]:
-    """`mlflow server` on a free loopback port with artifacts proxied into root/artifacts;
-    yields its URL."""
-    port = free_port()
+def mlflow_server(backend_uri: str, root: Path, port: int | None = None) -> Iterator[str]:
+    """`mlflow server` on a loopback port (a free one by default) with artifacts proxied into
+    root/artifacts; yields its URL."""
+    port = port or free_port()
     args = [str(BIN / "mlflow"), "server", "--backend-store-uri", backend_uri,
             "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1",
             "--port", str(port), "--workers", "1"]

@@ -6,7 +6,8 @@ import sys
 
 from typer.testing import CliRunner
 
-from pipeline.cli import STAGES, app
+from pipeline.cli import app
+from pipeline.stages import STAGES
 from tests.conftest import PROJECT
 
 runner = CliRunner()

@@ -21,7 +21,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.cli import STAGES, app
+from pipeline.cli import app
+from pipeline.stages import STAGES
 from tests.conftest import PROJECT
 
 ORDER = list(STAGES)

@@ -12,7 +12,7 @@ import pytest
 
 from folio.download import DownloadError, fetch
 from folio.fileio import write_text
-from pipeline.download import sources
+from pipeline.stages.download import sources
 
 BODY = b"to be, or not to be\n" * 100
 DIGEST = hashlib.sha256(BODY).hexdigest()
@@ -158,15 +158,17 @@ def test_file_urls_and_plain_paths_are_sources(tmp_path, monkeypatch):
 
 
 def test_an_empty_sha256_is_computed_recorded_and_logged(tmp_path, monkeypatch, capsys):
-    from pipeline import download, paths
+    from pipeline import artifacts
+    from pipeline.artifacts import corpus
+    from pipeline.stages import download
     from pipeline.params import validate
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mine.txt").write_bytes(BODY)
     params = validate({"data": {"name": "mine", "url": "mine.txt", "sha256": ""}})
     download.main(params)
-    record = json.loads(paths.raw_record("mine").read_text())
+    record = json.loads(artifacts.raw_record("mine").read_text())
     assert record == {"sha256": DIGEST, "bytes": len(BODY), "source": "mine.txt", "pinned": False}
-    assert paths.raw_corpus("mine").read_bytes() == BODY
+    assert artifacts.raw_corpus("mine").read_bytes() == BODY
     assert DIGEST in capsys.readouterr().err
-    assert download.corpus_record(params.data) == record  # what train logs to MLflow
+    assert corpus.record(params.data) == record  # what train logs to MLflow

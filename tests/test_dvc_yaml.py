@@ -1,10 +1,12 @@
 """dvc.yaml and the code agree: stage commands are folio commands, declared paths are the ones
-pipeline/paths.py writes, and every declared param key exists in the schema."""
+pipeline/artifacts/ writes, every declared param key exists in the schema, and each stage's code
+deps are exactly the project modules it executes — its import closure — so DVC reruns a stage
+whenever code it runs changes, and only then."""
 
 import yaml
 
-from pipeline import params, paths
-from pipeline.cli import STAGES
+from pipeline import artifacts, code_deps, params
+from pipeline.stages import STAGES
 from tests.conftest import PROJECT
 
 DVC = yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"]
@@ -19,38 +21,83 @@ def _resolve(path):
     return path.replace("${data.name}", PARAMS["data"]["name"])
 
 
+def _code_deps(stage: dict) -> set[str]:
+    return {d for d in stage["deps"] if d.startswith(("pipeline/", "src/"))}
+
+
 def test_stages_are_folio_commands_in_order():
     assert list(DVC) == list(STAGES)
     for name, stage in DVC.items():
         assert stage["cmd"] == f"folio {name}"
-        assert f"pipeline/{name}.py" in stage["deps"]
+        assert f"pipeline/stages/{name}.py" in stage["deps"]
+
+
+def test_each_stage_depends_on_exactly_the_code_it_executes():
+    for name, stage in DVC.items():
+        closure = set(code_deps.relative(code_deps.closure(code_deps.stage_module(name))))
+        missing, extra = closure - _code_deps(stage), _code_deps(stage) - closure
+        assert not missing and not extra, (
+            f"dvc.yaml stage {name}: missing deps {sorted(missing)}, deps it never runs {sorted(extra)}; "
+            f"`python -m pipeline.code_deps {name}` prints the right list")
+
+
+def test_the_closure_follows_every_import():
+    """Lazy imports inside functions count, package __init__ files count, and the library's
+    modules are found under src/."""
+    train = set(code_deps.relative(code_deps.closure("pipeline.stages.train")))
+    assert {"src/folio/optim.py", "src/folio/data.py", "src/folio/device.py", "src/folio/checkpoint.py",
+            "src/folio/distributed.py", "src/folio/hf_gpt2.py", "pipeline/tracking/registry.py",
+            "pipeline/__init__.py", "src/folio/__init__.py"} <= train
+    assert "pipeline/stages/evaluate.py" not in train  # stages never import each other
+    download = set(code_deps.relative(code_deps.closure("pipeline.stages.download")))
+    assert "src/folio/model.py" not in download and "src/folio/train.py" not in download
+
+
+def test_stages_never_import_each_other():
+    for name in STAGES:
+        others = {f"pipeline/stages/{o}.py" for o in STAGES if o != name}
+        closure = set(code_deps.relative(code_deps.closure(code_deps.stage_module(name))))
+        assert not closure & others, (name, closure & others)
 
 
 def test_declared_outputs_are_the_paths_the_code_writes():
     outs = {name: {_resolve(p) for p in _paths(s.get("outs", []) + s.get("metrics", []) + s.get("plots", []))}
             for name, s in DVC.items()}
     name = PARAMS["data"]["name"]
-    assert outs["download"] == {str(paths.raw_corpus(name)), str(paths.raw_record(name))}
-    assert outs["validate"] == {str(paths.validation_dir("corpus"))}
-    assert outs["tokenize"] == {str(paths.TOKENIZER_DIR)}
-    assert outs["prepare"] == {str(paths.PREPARED_DIR)}
-    assert outs["validate_tokens"] == {str(paths.validation_dir("tokens"))}
-    assert outs["train"] == {str(paths.MODELS), str(paths.LOSS_PLOT), str(paths.TRAIN_STEPS),
-                             str(paths.TRAIN_EVALS)}
-    assert outs["evaluate"] == {str(paths.METRICS)}
-    assert outs["sample"] == {str(paths.SAMPLES), str(paths.ATTENTION)}
-    assert outs["register"] == {str(paths.MODEL_CARD), str(paths.REGISTERED_MODEL)}
-    for out in (paths.LAST_CKPT, paths.BEST_CKPT, paths.RUN_INFO):
-        assert out.parent == paths.MODELS
+    assert outs["download"] == {str(artifacts.raw_corpus(name)), str(artifacts.raw_record(name))}
+    assert outs["validate"] == {str(artifacts.validation_dir("corpus"))}
+    assert outs["tokenize"] == {str(artifacts.TOKENIZER_DIR)}
+    assert outs["prepare"] == {str(artifacts.PREPARED_DIR)}
+    assert outs["validate_tokens"] == {str(artifacts.validation_dir("tokens"))}
+    assert outs["train"] == {str(artifacts.MODELS), str(artifacts.LOSS_PLOT), str(artifacts.TRAIN_STEPS),
+                             str(artifacts.TRAIN_EVALS)}
+    assert outs["evaluate"] == {str(artifacts.METRICS)}
+    assert outs["sample"] == {str(artifacts.SAMPLES), str(artifacts.ATTENTION)}
+    assert outs["register"] == {str(artifacts.MODEL_CARD), str(artifacts.REGISTERED_MODEL)}
+    for out in (artifacts.LAST_CKPT, artifacts.BEST_CKPT, artifacts.RUN_INFO, artifacts.PREVIOUS_RUNS):
+        assert out.parent == artifacts.MODELS
     for suite in ("corpus", "tokens"):
-        assert paths.validation_report(suite).parent == paths.validation_dir(suite)
+        assert artifacts.validation_report(suite).parent == artifacts.validation_dir(suite)
+
+
+def test_data_deps_are_artifacts_of_earlier_stages():
+    produced = {}
+    for name, stage in DVC.items():
+        for out in _paths(stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", [])):
+            produced[_resolve(out)] = name
+    order = list(DVC)
+    for name, stage in DVC.items():
+        for dep in set(stage["deps"]) - _code_deps(stage):
+            dep = _resolve(dep)
+            maker = next((m for out, m in produced.items() if dep == out or dep.startswith(out + "/")), None)
+            assert maker is not None and order.index(maker) < order.index(name), (name, dep)
 
 
 def test_each_gate_guards_the_stage_after_it():
     """tokenize needs the corpus report, train the token report: a failed gate stops DVC before them."""
-    assert str(paths.validation_report("corpus")) in DVC["tokenize"]["deps"]
-    assert str(paths.validation_report("tokens")) in DVC["train"]["deps"]
-    assert str(paths.raw_record(PARAMS["data"]["name"])) in {_resolve(d) for d in DVC["train"]["deps"]}
+    assert str(artifacts.validation_report("corpus")) in DVC["tokenize"]["deps"]
+    assert str(artifacts.validation_report("tokens")) in DVC["train"]["deps"]
+    assert str(artifacts.raw_record(PARAMS["data"]["name"])) in {_resolve(d) for d in DVC["train"]["deps"]}
 
 
 def test_checkpoint_folder_persists_across_runs():

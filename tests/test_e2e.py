@@ -1,7 +1,10 @@
 """End to end: the real `dvc repro` in a throwaway git copy of the project, with tiny params and
 the corpus served over loopback HTTP. Checks outputs, metrics, the MLflow run, that a second
-repro runs nothing, that one param change reruns exactly its stages, `dvc exp run -S`, and that
-a training run killed with SIGKILL resumes (same MLflow run) on the next repro."""
+repro runs nothing, that a second clone at another path reproduces every output (metrics.json,
+the curves, the samples, the weights, every cached output's digest), that touching code a stage
+runs makes `dvc status` show exactly the stages that run it, that one param change reruns exactly
+its stages, `dvc exp run -S` (train.compile among them), and that a training run killed with
+SIGKILL resumes (same MLflow run) on the next repro."""
 
 from __future__ import annotations
 
@@ -14,8 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from pipeline.cli import STAGES
+from pipeline.stages import STAGES
 from tests.pipeline_project import env as _env
 from tests.pipeline_project import git as _git
 from tests.pipeline_project import make_project, serve_directory
@@ -26,16 +30,43 @@ from tests.pipeline_project import set_params as _set_params
 pytestmark = pytest.mark.e2e
 
 
+REPRODUCED = ["reports/metrics.json", "reports/train/steps.csv", "reports/train/evals.csv",
+              "reports/train/loss.png", "reports/samples.md", "reports/attention.png",
+              "reports/validation/corpus/corpus.json", "reports/validation/tokens/tokens.json"]
+# Outputs that name what differs by design: the MLflow run, version and registration time
+# (models/run.json, the model card, registered_model.json) and when a validation ran (Data Docs).
+RUN_RECORDS = {"models", "reports/model_card.md", "reports/registered_model.json",
+               "reports/validation/corpus", "reports/validation/tokens"}
+
+
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, shared_corpus):
-    """A git repo holding a copy of the project whose params point at a loopback server."""
+def corpus_url(shared_corpus):
     with serve_directory(shared_corpus.parent) as base_url:
-        yield make_project(tmp_path_factory.mktemp("e2e") / "folio", f"{base_url}/{shared_corpus.name}")
+        yield f"{base_url}/{shared_corpus.name}"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, corpus_url):
+    """A git repo holding a copy of the project whose params point at a loopback server."""
+    return make_project(tmp_path_factory.mktemp("e2e") / "folio", corpus_url)
+
+
+def _outputs(project: Path) -> dict:
+    """What one repro made: report bytes, the best weights, and the digest of every other output
+    (RUN_RECORDS aside)."""
+    from folio import checkpoint
+
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    digests = {(stage, out["path"]): out["md5"] for stage, entry in lock.items()
+               for out in entry.get("outs", []) if out["path"] not in RUN_RECORDS}
+    return {"files": {name: (project / name).read_bytes() for name in REPRODUCED},
+            "weights": checkpoint.load(project / "models/best.pt")["model"], "digests": digests}
 
 
 @pytest.fixture(scope="module")
 def first_repro(project):
-    return _run(project, "dvc", "repro")
+    output = _run(project, "dvc", "repro")
+    return {"output": output, **_outputs(project)}
 
 
 def _client(project: Path):
@@ -50,7 +81,7 @@ def _run_id(project: Path) -> str:
 
 
 def test_repro_runs_every_stage_and_writes_every_output(project, first_repro):
-    assert _ran(first_repro) == set(STAGES)
+    assert _ran(first_repro["output"]) == set(STAGES)
     for out in ["data/raw/tinyshakespeare.txt", "data/raw/tinyshakespeare.json",
                 "reports/validation/corpus/corpus.json", "reports/validation/tokens/tokens.json",
                 "data/tokenizer/tokenizer.json", "data/prepared/train.bin", "data/prepared/val.bin",
@@ -91,6 +122,34 @@ def test_second_repro_runs_nothing(project, first_repro):
     assert _ran(_run(project, "dvc", "repro")) == set()
 
 
+def test_a_second_clone_elsewhere_reproduces_every_output(first_repro, corpus_url, tmp_path_factory):
+    import torch
+
+    other = make_project(tmp_path_factory.mktemp("elsewhere") / "deeper" / "copy", corpus_url)
+    assert _ran(_run(other, "dvc", "repro")) == set(STAGES)
+    again = _outputs(other)
+    for name in REPRODUCED:
+        assert again["files"][name] == first_repro["files"][name], name
+    assert again["weights"].keys() == first_repro["weights"].keys()
+    assert all(torch.equal(again["weights"][k], v) for k, v in first_repro["weights"].items())
+    assert again["digests"] == first_repro["digests"]
+
+
+def test_touching_code_shows_exactly_the_stages_that_run_it(project, first_repro):
+    optim = project / "src/folio/optim.py"
+    original = optim.read_text()
+    try:
+        optim.write_text(original + "# a change DVC must see\n")
+        status = _run(project, "dvc", "status")
+        changed = {line.strip().rstrip(":") for line in status.splitlines()
+                   if line and not line.startswith((" ", "\t"))}
+        assert changed == {"train"}, status  # the training loop's schedule lives there; nothing else runs it
+        assert "src/folio/optim.py" in status
+    finally:
+        optim.write_text(original)
+    assert "up to date" in _run(project, "dvc", "status")
+
+
 def test_one_param_reruns_exactly_its_stages(project, first_repro):
     _set_params(project, {"sample": {"temperature": 0.5}})
     assert _ran(_run(project, "dvc", "repro")) == {"sample", "register"}
@@ -101,11 +160,13 @@ def test_one_param_reruns_exactly_its_stages(project, first_repro):
 
 def test_dvc_exp_run_with_a_param(project, first_repro):
     before = _run_id(project)
-    output = _run(project, "dvc", "exp", "run", "-n", "longer", "-S", "train.max_iters=40")
+    output = _run(project, "dvc", "exp", "run", "-n", "longer", "-S", "train.max_iters=40",
+                  "-S", "train.compile=false")
     assert _ran(output) == {"train", "evaluate", "sample", "register"}
     run = _client(project).get_run(_run_id(project))
     assert run.info.run_id != before
     assert run.data.params["train.max_iters"] == "40" and run.data.tags["dvc.exp_name"] == "longer"
+    assert run.data.params["train.compile"] == "False"  # a YAML boolean, as -S wrote it
     registered = json.loads((project / "reports/registered_model.json").read_text())
     version = _client(project).get_model_version(registered["name"], str(registered["version"]))
     assert version.run_id == run.info.run_id and version.tags["dvc.exp_name"] == "longer"

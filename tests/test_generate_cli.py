@@ -90,7 +90,7 @@ def test_bad_settings_are_one_line_errors(files, args, message):
 
 def test_a_prompt_outside_the_vocabulary_is_an_error(files):
     result = runner.invoke(app, ["generate", "xyz", *files])
-    assert result.exit_code == 1 and "'x' is not in the vocabulary" in result.output
+    assert result.exit_code == 1 and "'x' is not in the 10-character vocabulary" in result.output
 
 
 def test_attention_writes_the_png(files, tmp_path):

@@ -1,4 +1,4 @@
-"""GPT-2 in and out (folio.hf_gpt2, pipeline/hf.py, pipeline/init_from.py), against a tiny random
+"""GPT-2 in and out (folio.hf_gpt2, pipeline/commands/hf.py, pipeline/init_from.py), against a tiny random
 `GPT2LMHeadModel` built here with transformers (a dev dependency; nothing is downloaded): imported
 logits match to 1e-5 from safetensors, pytorch_model.bin and sharded directories, greedy generation
 matches token for token, exports load in `from_pretrained` with no missing keys and matching
@@ -22,7 +22,8 @@ from folio.generate import GenerationConfig, generate_ids
 from folio.model import GPT, GPTConfig
 from folio.tokenizers.pretrained import pretrained_digest
 from folio.train import TrainConfig, train
-from pipeline import hf, init_from, paths
+from pipeline import artifacts, init_from
+from pipeline.commands import hf
 from pipeline.cli import app
 from pipeline.params import ParamsError, validate
 
@@ -282,37 +283,40 @@ class _Tok:
 def test_init_from_a_gpt2_directory(hf_model, hf_dirs):
     params = _params(init_from=f"gpt2:{hf_dirs['safetensors']}")
     gpt2 = _Tok("tiktoken:gpt2", 50257, pretrained_digest("gpt2", 50257))
-    model = init_from.source_model(params, gpt2)
+    model = init_from.start_model(params, gpt2, None, init_from.source(params, gpt2))
     assert model.config.n_embd == 32 and model.config.dropout == 0.1  # from the source; dropout from params
     _assert_same_logits(hf_model, model)
     with pytest.raises(init_from.InitFromError, match="set tokenizer.kind: tiktoken:gpt2"):
-        init_from.source_model(params, _Tok("char", 65, "abc"))
-    assert init_from.source_model(_params(), gpt2) is None  # scratch: the stage builds it
+        init_from.source(params, _Tok("char", 65, "abc"))
+    assert init_from.source(_params(), gpt2) is None  # scratch: the model comes from model.*
 
 
 
 
 def test_train_stage_fine_tunes_from_a_checkpoint_and_a_registered_model(stage_project):
-    from pipeline import prepare, registry, tokenize
-    from pipeline import train as train_stage
+    from pipeline import resume
+    from pipeline.artifacts import tokenizer as tokenizer_files
+    from pipeline.stages import prepare, tokenize
+    from pipeline.stages import train as train_stage
+    from pipeline.tracking import registry
     from pipeline.params import SampleParams
 
     base_params = _params()
     for stage in (tokenize, prepare, train_stage):
         stage.main(base_params)
     (stage_project / "checkpoints").mkdir()
-    shutil.copyfile(paths.BEST_CKPT, stage_project / "checkpoints" / "base.pt")
+    shutil.copyfile(artifacts.BEST_CKPT, stage_project / "checkpoints" / "base.pt")
     base = checkpoint.load(stage_project / "checkpoints" / "base.pt")
 
     # model.* differ from the source's: ignored; the run starts from the base's weights
     params = _params(init_from="checkpoints/base.pt", max_iters=2, learning_rate=1e-4)
     params = params.model_copy(update={"model": params.model.model_copy(update={"n_layer": 3})})
-    assert train_stage.fingerprint(params, "d") != train_stage.fingerprint(base_params, "d")
+    assert resume.fingerprint(params, "d", "s") != resume.fingerprint(base_params, "d", "s")
     train_stage.main(params)
-    tuned = checkpoint.load(paths.LAST_CKPT)
+    tuned = checkpoint.load(artifacts.LAST_CKPT)
     assert tuned["model_config"] == {**base["model_config"], "dropout": 0.1}
     assert tuned["step"] == 2 and tuned["history"]["evals"][0][2] == pytest.approx(base["best_val_loss"])
-    resumed = init_from.source_model(params, tokenize.load(), tuned)  # resuming: the run's own config
+    resumed = init_from.start_model(params, tokenizer_files.load(), tuned, None)  # resuming: the run's own config
     assert resumed.config == GPTConfig(**tuned["model_config"])
 
     with pytest.raises(init_from.InitFromError, match="inside models/"):
@@ -328,8 +332,8 @@ def test_train_stage_fine_tunes_from_a_checkpoint_and_a_registered_model(stage_p
     from pipeline import tracking
 
     tracking.setup()
-    run_id = json.loads(paths.RUN_INFO.read_text())["run_id"]
-    info = registry.log_model(run_id, stage_project / "checkpoints" / "base.pt", paths.TOKENIZER_DIR,
+    run_id = json.loads(artifacts.RUN_INFO.read_text())["run_id"]
+    info = registry.log_model(run_id, stage_project / "checkpoints" / "base.pt", artifacts.TOKENIZER_DIR,
                               SampleParams(prompts=["Line"], max_new_tokens=4))
     version = registry.register(info.model_uri, "folio-t", tags={})
     registry.client().set_registered_model_alias("folio-t", "champion", version.version)

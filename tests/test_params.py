@@ -87,3 +87,59 @@ def test_gate_thresholds_are_named_by_their_own_section():
         params.validate(tree)
     assert "validate_tokens.val_fraction_tolerance" in str(err.value)
     assert "validate.min_lines" in str(err.value)
+
+
+def test_params_yaml_states_every_default_and_nothing_else():
+    """One place for each default: the schema (model.* and train.* from the library's configs);
+    params.yaml lists every key with exactly that value, so DVC sees each one — but the keys that
+    belong to its corpus (params.CORPUS_KEYS)."""
+    from folio.config import GPTConfig, TrainConfig
+
+    flat = params.load(PROJECT / "params.yaml").flat()
+    defaults = params.Params.model_validate({"data": _tree()["data"]}).flat()
+    assert set(flat) == set(defaults)
+    assert {k: v for k, v in flat.items() if k not in params.CORPUS_KEYS} == \
+           {k: v for k, v in defaults.items() if k not in params.CORPUS_KEYS}
+    tree = _tree()
+    gpt, train = GPTConfig(vocab_size=2), TrainConfig()
+    for key, value in tree["model"].items():
+        assert getattr(gpt, key) == value, key
+    for key, value in tree["train"].items():
+        if hasattr(train, key):
+            assert getattr(train, key) == (None if value == "auto" and key == "compile" else value), key
+
+
+@pytest.mark.parametrize("given, expected", [(True, True), (False, False), ("true", True), ("False", False),
+                                             ("auto", "auto"), ("AUTO", "auto")])
+def test_compile_takes_yaml_booleans_and_strings(tmp_path, given, expected):
+    tree = _tree()
+    tree["train"]["compile"] = given
+    assert params.validate(tree).train.compile == expected
+    path = tmp_path / "params.yaml"
+    path.write_text((PROJECT / "params.yaml").read_text())
+    text = str(given).lower() if isinstance(given, bool) else given
+    assert params.load(path, [f"train.compile={text}"]).train.compile == expected  # as --set / dvc exp run -S write it
+    config = params.train_config(params.validate(tree))
+    assert config.compile == (None if expected == "auto" else expected)
+
+
+def test_compile_refuses_other_values():
+    tree = _tree()
+    tree["train"]["compile"] = "sometimes"
+    with pytest.raises(params.ParamsError, match="train.compile"):
+        params.validate(tree)
+
+
+def test_min_lr_cannot_exceed_learning_rate():
+    tree = _tree()
+    tree["train"]["min_lr"] = 0.01
+    with pytest.raises(params.ParamsError, match=r"train.min_lr=0.01 exceeds train.learning_rate=0.002"):
+        params.validate(tree)
+
+
+def test_errors_are_one_line_naming_what_to_do():
+    tree = _tree()
+    tree["train"]["batch_size"] = 0
+    with pytest.raises(params.ParamsError) as err:
+        params.validate(tree)
+    assert "\n" not in str(err.value) and str(err.value).endswith("fix them in the params file or the --set overrides")

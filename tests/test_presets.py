@@ -7,7 +7,7 @@ import torch
 from folio.model import create_model
 from folio.train import Trainer
 from pipeline import params
-from pipeline.train import model_config, train_config
+from pipeline.params import model_config, train_config
 from tests.conftest import PROJECT
 
 

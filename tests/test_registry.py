@@ -20,7 +20,9 @@ from typer.testing import CliRunner
 from folio import checkpoint
 from folio.model import GPT, GPTConfig
 from folio.tokenizers import CharTokenizer, save_tokenizer
-from pipeline import model_card, registry, runs, tracking
+from pipeline import tracking
+from pipeline.commands import runs
+from pipeline.tracking import model_card, registry
 from pipeline.cli import app
 from pipeline.params import SampleParams
 from tests.conftest import PROJECT

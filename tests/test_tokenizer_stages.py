@@ -1,6 +1,7 @@
 """The tokenize and prepare stages for each tokenizer kind: BPE and word learn from the train
 split only, ids are stored as uint16 or uint32 by vocabulary size, meta.json records bytes per
-token, and evaluate reports bits per byte next to the per-token loss."""
+token, evaluate reports bits per byte next to the per-token loss, and register tags an unpinned
+corpus with its real digest."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import math
 import numpy as np
 import pytest
 
-from pipeline import evaluate, paths, prepare, tokenize, train
+from pipeline import artifacts
+from pipeline.artifacts import prepared, tokenizer as tokenizer_files
+from pipeline.stages import evaluate, prepare, tokenize, train
 from pipeline.params import validate
 
 from tests.conftest import STAGE_TEXT as TEXT
@@ -33,34 +36,57 @@ def test_tokenize_prepare_train_evaluate(stage_project, tokenizer):
     params = _params(**tokenizer)
     for stage in (tokenize, prepare, train, evaluate):
         stage.main(params)
-    meta = json.loads(paths.PREPARED_META.read_text())
+    meta = json.loads(artifacts.PREPARED_META.read_text())
     assert meta["dtype"] == "uint16" and meta["tokenizer_kind"] == tokenizer["kind"]
     assert meta["train_chars"] + meta["val_chars"] == len(TEXT)
     assert meta["bytes_per_token"] == pytest.approx(
         len(TEXT.encode()) / (meta["train_tokens"] + meta["val_tokens"]))
-    metrics = json.loads(paths.METRICS.read_text())["val"]
+    metrics = json.loads(artifacts.METRICS.read_text())["val"]
     assert math.isfinite(metrics["bits_per_byte"]) and metrics["bits_per_byte"] > 0
     # bits per byte = bits per token spread over the bytes each token stands for
     assert metrics["bits_per_byte"] == pytest.approx(
         metrics["bits_per_token"] * metrics["tokens"] / (meta["val_bytes"] - len(
-            tokenize.load().decode(prepare.load_split("val")[:1].tolist()).encode())))
+            tokenizer_files.load().decode(prepared.load_split("val")[:1].tolist()).encode())))
 
 
 def test_bpe_learns_from_the_train_split_only(stage_project):
     params = _params(kind="bpe", vocab_size=300)
-    paths.raw_corpus("t").write_text(TEXT[:-2000] + "zyzzyva " * 250, encoding="utf-8")
+    artifacts.raw_corpus("t").write_text(TEXT[:-2000] + "zyzzyva " * 250, encoding="utf-8")
     tokenize.main(params)
-    tok = tokenize.load()
+    tok = tokenizer_files.load()
     assert len(tok.encode("zyzzyva")) > 2  # a word seen only in val was not merged
 
 
 def test_vocabularies_over_65536_are_stored_as_uint32(stage_project):
     words = " ".join(f"w{i}" for i in range(70_000)) + "\n"
-    paths.raw_corpus("t").write_text(words * 2, encoding="utf-8")
+    artifacts.raw_corpus("t").write_text(words * 2, encoding="utf-8")
     params = _params(kind="word", vocab_size=80_000)
     tokenize.main(params)
     prepare.main(params)
-    assert json.loads(paths.PREPARED_META.read_text())["dtype"] == "uint32"
-    ids = prepare.load_split("train")
+    assert json.loads(artifacts.PREPARED_META.read_text())["dtype"] == "uint32"
+    ids = prepared.load_split("train")
     assert ids.max() >= 65_536
-    assert np.fromfile(paths.prepared_split("train"), dtype=np.uint32).size == len(ids)
+    assert np.fromfile(artifacts.prepared_split("train"), dtype=np.uint32).size == len(ids)
+
+
+def test_an_unpinned_corpus_is_registered_with_its_real_digest(stage_project):
+    """data.sha256 empty: the version's data.sha256 tag and its model card name the digest of the
+    file download recorded (here: of the file itself), never an empty string."""
+    import hashlib
+
+    from pipeline import tracking
+    from pipeline.stages import register, sample
+    from pipeline.tracking import registry
+
+    params = _params(kind="char")
+    params = params.model_copy(update={"data": params.data.model_copy(update={"sha256": ""}),
+                                       "sample": params.sample.model_copy(update={"max_new_tokens": 5})})
+    for stage in (tokenize, prepare, train, evaluate, sample, register):
+        stage.main(params)
+    digest = hashlib.sha256(TEXT.encode()).hexdigest()
+    registered = json.loads(artifacts.REGISTERED_MODEL.read_text())
+    tracking.setup()
+    tags = registry.get_version(registered["name"], registered["version"]).tags
+    assert tags["data.sha256"] == digest
+    card = artifacts.MODEL_CARD.read_text()
+    assert f"sha256 `{digest}` (as downloaded; data.sha256 is unpinned)" in card

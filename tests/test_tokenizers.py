@@ -39,7 +39,7 @@ def test_char_round_trip_and_sorted_vocabulary(tiny_text):
 
 
 def test_char_unknown_character_is_named():
-    with pytest.raises(ValueError, match="'z' is not in the vocabulary"):
+    with pytest.raises(ValueError, match="'z' is not in the 3-character vocabulary"):
         CharTokenizer.train("abc").encode("abz")
 
 

@@ -1,7 +1,7 @@
 """The training engine: gradient accumulation equals one larger batch, precisions, compiled
-training on CPU, the time
-budget and its schedule, rotating checkpoints, early stopping, Muon, exact resume after a real
-SIGKILL, and DDP with two CPU processes under torchrun."""
+training on CPU and its fallback to eager when compilation fails, the time budget and its
+schedule, rotating checkpoints, early stopping, Muon, exact resume after a real SIGKILL (same
+losses, same weights), auto dtype per CPU, and DDP with two CPU processes under torchrun (killed and resumed too)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def _trainer(tokens, out_dir, cfg, model=None):
 
 def test_accumulated_micro_batches_give_the_gradient_of_one_big_batch(tokens, tmp_path):
     # a vanishing learning rate and no clipping: after the step, .grad holds the raw gradient
-    cfg = _cfg(grad_accum_steps=4, learning_rate=1e-30, min_lr=0.0, grad_clip=0.0)
+    cfg = _cfg(grad_accum_steps=4, learning_rate=1e-30, min_lr=0.0, grad_clip=0.0, dtype="float32")
     trainer = _trainer(tokens, tmp_path, cfg)
     reference = _model(tokens[0].vocab_size)
     reference.load_state_dict(trainer.model.state_dict())
@@ -157,6 +157,7 @@ def test_sigkill_and_resume_reproduce_the_uninterrupted_losses(tmp_path):
     assert resumed["steps"] == expected["steps"]  # every logged step: same loss, same lr
     # evaluations too (their last column, seconds of training so far, is wall time)
     assert [e[:3] for e in resumed["evals"]] == [e[:3] for e in expected["evals"]]
+    assert (cut / "params-rank0.txt").read_text() == (full / "params-rank0.txt").read_text()  # same weights
 
 
 def _free_port() -> int:
@@ -165,31 +166,87 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ddp_on_two_cpu_processes(tmp_path):
+def _torchrun(out_dir: Path, *args: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(WORKER.parents[1]), OMP_NUM_THREADS="1")
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                    "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
-                    str(WORKER), str(tmp_path), "--max-iters", "30", "--checkpoint-every", "10"],
-                   env=env, check=True, timeout=300)
-    history = json.loads((tmp_path / "history-rank0.json").read_text())
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                             "--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(WORKER),
+                             str(out_dir), "--max-iters", "40", "--checkpoint-every", "5", *args],
+                            env=env, start_new_session=True)
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory) -> Path:
+    """40 steps of 2 DDP processes on the CPU, uninterrupted."""
+    out = tmp_path_factory.mktemp("ddp")
+    assert _torchrun(out).wait(timeout=300) == 0
+    return out
+
+
+def test_ddp_on_two_cpu_processes(ddp_run):
+    history = json.loads((ddp_run / "history-rank0.json").read_text())
     assert history["evals"][-1][2] < history["evals"][0][2] - 0.3  # val loss falls
-    checksums = [float((tmp_path / f"params-rank{r}.txt").read_text()) for r in (0, 1)]
+    checksums = [float((ddp_run / f"params-rank{r}.txt").read_text()) for r in (0, 1)]
     assert checksums[0] == checksums[1]  # DDP kept the replicas identical
-    rank1 = json.loads((tmp_path / "history-rank1.json").read_text())
+    rank1 = json.loads((ddp_run / "history-rank1.json").read_text())
     assert rank1["steps"][0][1] != history["steps"][0][1]  # but each rank saw its own batches
-    state = checkpoint.load(tmp_path / "last.pt")
+    state = checkpoint.load(ddp_run / "last.pt")
     model = checkpoint.build_model(state)  # loads in a single process
-    assert state["step"] == 30 and model.num_params() > 0
+    assert state["step"] == 40 and model.num_params() > 0
 
 
-def test_dtype_reasons_say_when_bfloat16_is_slow_on_this_cpu(monkeypatch):
+def test_ddp_kill_and_resume_gives_every_rank_its_own_dropout_back(ddp_run, tmp_path):
+    """With dropout on, each rank draws its own masks from (seed, rank, step): a DDP run killed
+    with SIGKILL and resumed ends with the very weights of the uninterrupted run on both ranks."""
+    cut = tmp_path / "cut"
+    proc = _torchrun(cut)
+    try:
+        _wait_for_step(cut, proc, 10)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert checkpoint.load(cut / "last.pt")["step"] < 40
+    assert _torchrun(cut, "--resume").wait(timeout=300) == 0
+    for rank in (0, 1):
+        assert (cut / f"params-rank{rank}.txt").read_text() == (ddp_run / f"params-rank{rank}.txt").read_text()
+
+
+def test_auto_dtype_is_bfloat16_only_where_it_is_fast_and_says_why(monkeypatch):
     from folio import device as dev
 
     cpu = torch.device("cpu")
-    assert dev.pick_dtype("auto", cpu) == (torch.float32, "auto: float32 on cpu")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert dev.pick_dtype("auto", cpu) == (torch.float32, "auto: float32 on cpu")
     dtype, reason = dev.pick_dtype("bfloat16", cpu)
     assert dtype == torch.bfloat16 and "slower than float32" in reason
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert dev.pick_dtype("auto", cpu) == (torch.bfloat16, "auto: this CPU has AMX or AVX512-BF16")
     assert dev.pick_dtype("bfloat16", cpu) == (torch.bfloat16, "requested")
+    assert dev.inference_dtype(cpu) == torch.float32  # evaluation stays exact on any CPU
+
+
+def test_a_compile_failure_at_the_first_step_falls_back_to_eager(tokens, tmp_path, monkeypatch):
+    """torch.compile fails lazily, at the first forward (no C++ compiler, no Triton): one warning,
+    then the run trains in eager mode exactly as an eager run would."""
+    real_compile = torch.compile
+
+    def broken_backend(graph, example_inputs):
+        raise RuntimeError("no working C++ compiler (simulated)")
+
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: real_compile(model, backend=broken_backend))
+    logs = []
+    tok, train_ids, val_ids = tokens
+    info = {"kind": tok.kind, "vocab_size": tok.vocab_size, "digest": tok.digest}
+    trainer = Trainer(_model(tok.vocab_size), train_ids, val_ids, _cfg(max_iters=6, compile=True),
+                      tmp_path / "fallback", tokenizer_info=info, log=logs.append)
+    assert trainer.compiled is not trainer.model  # torch.compile itself did not complain
+    try:
+        result = trainer.fit()
+    finally:
+        torch._dynamo.reset()
+    assert trainer.compiled is trainer.model
+    (warning,) = [line for line in logs if "torch.compile" in line]
+    assert warning.startswith("warning: torch.compile failed at the first step (")
+    assert warning.endswith("training in eager mode") and "\n" not in warning
+    eager = _trainer(tokens, tmp_path / "eager", _cfg(max_iters=6, compile=False)).fit()
+    assert result.history["steps"] == eager.history["steps"]

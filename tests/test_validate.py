@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import paths
+from pipeline import artifacts
 from pipeline.params import validate
-from pipeline.validate import CorpusValidationError, main
+from pipeline.gates.corpus_suite import CorpusValidationError
+from pipeline.stages.validate import main
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared/data/tinyshakespeare.txt"
 
@@ -21,8 +22,8 @@ SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared/data/tinyshakespeare
 def run_stage(tmp_path: Path, monkeypatch, corpus: bytes, **thresholds) -> tuple[dict, str | None]:
     """Validate `corpus` in a fresh project dir; return corpus.json and the error message (None if it passed)."""
     monkeypatch.chdir(tmp_path)
-    paths.RAW_DIR.mkdir(parents=True, exist_ok=True)
-    paths.raw_corpus("t").write_bytes(corpus)
+    artifacts.RAW_DIR.mkdir(parents=True, exist_ok=True)
+    artifacts.raw_corpus("t").write_bytes(corpus)
     params = validate({"data": {"name": "t", "url": "file:///x", "sha256": "0" * 64}, "validate": thresholds})
     try:
         main(params)
@@ -31,7 +32,7 @@ def run_stage(tmp_path: Path, monkeypatch, corpus: bytes, **thresholds) -> tuple
         error = str(err)
     assert (tmp_path / "reports/validation/corpus/docs/index.html").exists()  # written on failure too
     assert not (tmp_path / "gx").exists()
-    return json.loads(paths.validation_report("corpus").read_text()), error
+    return json.loads(artifacts.validation_report("corpus").read_text()), error
 
 
 def failed_checks(report: dict) -> list[str]:

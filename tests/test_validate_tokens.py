@@ -9,9 +9,12 @@ import json
 import pytest
 
 from folio.data import write_tokens
-from pipeline import paths, prepare, tokenize
+from pipeline import artifacts
+from pipeline.artifacts import prepared as prepared_files
+from pipeline.stages import prepare, tokenize
 from pipeline.params import validate
-from pipeline.validate_tokens import TokenValidationError, main
+from pipeline.gates.token_suite import TokenValidationError
+from pipeline.stages.validate_tokens import main
 
 TEXT = "".join(f"Line {i}: the quick brown fox jumps over the lazy dog, {i * 7 % 13} times.\n" for i in range(300))
 
@@ -28,8 +31,8 @@ def _params(**overrides):
 def prepared(tmp_path, monkeypatch):
     """A project whose corpus went through the real tokenize and prepare stages."""
     monkeypatch.chdir(tmp_path)
-    paths.RAW_DIR.mkdir(parents=True)
-    paths.raw_corpus("t").write_text(TEXT, encoding="utf-8")
+    artifacts.RAW_DIR.mkdir(parents=True)
+    artifacts.raw_corpus("t").write_text(TEXT, encoding="utf-8")
 
     def run(**overrides):
         params = _params(**overrides)
@@ -46,8 +49,8 @@ def check(params) -> tuple[dict, str | None]:
         error = None
     except TokenValidationError as err:
         error = str(err)
-    assert paths.validation_dir("tokens").joinpath("docs", "index.html").exists()
-    return json.loads(paths.validation_report("tokens").read_text()), error
+    assert artifacts.validation_dir("tokens").joinpath("docs", "index.html").exists()
+    return json.loads(artifacts.validation_report("tokens").read_text()), error
 
 
 def failed(report: dict) -> list[str]:
@@ -65,10 +68,10 @@ def test_good_tokens_pass(prepared):
 
 def test_ids_outside_the_vocabulary_fail(prepared):
     params = prepared()
-    meta = json.loads(paths.PREPARED_META.read_text())
-    val = prepare.load_split("val").numpy()
+    meta = json.loads(artifacts.PREPARED_META.read_text())
+    val = prepared_files.load_split("val").numpy()
     val[7] = meta["vocab_size"]  # one past the last id
-    write_tokens(paths.prepared_split("val"), val, meta["dtype"])
+    write_tokens(artifacts.prepared_split("val"), val, meta["dtype"])
     report, error = check(params)
     assert "val_ids_in_range" in failed(report) and "train_ids_in_range" not in failed(report)
     assert f"of val token ids are outside [0, {meta['vocab_size']})" in error

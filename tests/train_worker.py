@@ -38,7 +38,7 @@ def main() -> None:
                           dropout=0.1))
     cfg = TrainConfig(max_iters=args.max_iters, batch_size=8, learning_rate=3e-3, warmup_iters=5,
                       eval_interval=10, eval_iters=2, checkpoint_every=args.checkpoint_every,
-                      device="cpu", seed=3)
+                      device="cpu", seed=3, dtype="float32")
     resume = checkpoint.load(args.out_dir / "last.pt") if args.resume else None
     result = train(model, ids[:split], ids[split:], cfg, args.out_dir, resume=resume,
                    tokenizer_info={"kind": "char", "vocab_size": tok.vocab_size, "digest": tok.digest},

@@ -7,13 +7,27 @@ into RAM, which avoids the memmap growth nanoGPT saw.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 
+from folio.errors import FolioError
 from folio.fileio import atomic_path
+
+
+class SplitTooShort(FolioError, ValueError):
+    """A split holds fewer tokens than one training window."""
+
+
+def derive_seed(*parts: int | str) -> int:
+    """A 63-bit seed that is a pure function of `parts` (e.g. seed, rank, step): the same in
+    every process, on every machine and Python version (unlike hash(), which may change)."""
+    key = ",".join(map(str, parts)).encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+
 
 def split_text(text: str, val_fraction: float) -> tuple[str, str]:
     """Split into (train, val) text, the tail as val, so val text never precedes train text.
@@ -52,16 +66,15 @@ class BatchSampler:
 
     def __init__(self, tokens: torch.Tensor, block_size: int, batch_size: int, seed: int, rank: int = 0):
         if len(tokens) < block_size + 1:
-            raise ValueError(
-                f"split has {len(tokens)} tokens; need at least block_size + 1 = {block_size + 1}"
-            )
+            raise SplitTooShort(
+                f"a split holds {len(tokens):,} tokens, fewer than block_size + 1 = {block_size + 1:,}; "
+                "lower model.block_size, or use a longer corpus or a larger data.val_fraction")
         self.tokens, self.block_size, self.batch_size = tokens, block_size, batch_size
         self.seed, self.rank = seed, rank
         self.generator = torch.Generator()
 
     def batch(self, step: int, micro_step: int = 0, device: torch.device | str = "cpu"):
-        # hash() of a tuple of ints is the same in every process (only str hashing is salted)
-        self.generator.manual_seed(hash((self.seed, self.rank, step, micro_step)) & (2**62 - 1))
+        self.generator.manual_seed(derive_seed(self.seed, self.rank, step, micro_step))
         starts = torch.randint(
             len(self.tokens) - self.block_size, (self.batch_size,), generator=self.generator
         )

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 import torch
 
+from folio.errors import FolioError
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class DeviceUnavailable(FolioError, RuntimeError):
+    """An explicitly requested device that this machine (or this torch build) does not have."""
 
 
 @dataclass(frozen=True)
@@ -24,9 +31,14 @@ def pick_device(requested: str = "auto") -> DeviceChoice:
     """`auto` takes cuda, then mps, then cpu; an explicit device must be available."""
     if requested != "auto":
         if requested.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError(f"device {requested!r} requested but CUDA is not available")
+            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}, but no GPU is visible"
+            raise DeviceUnavailable(f"device {requested!r} requested, but CUDA is not available "
+                                    f"(torch {torch.__version__} is {build}); ask for 'auto' or 'cpu'")
+        if requested.startswith("cuda:") and int(requested[5:]) >= torch.cuda.device_count():
+            raise DeviceUnavailable(f"device {requested!r} requested, but this machine has "
+                                    f"{torch.cuda.device_count()} CUDA device(s); ask for 'cuda' or 'auto'")
         if requested == "mps" and not torch.backends.mps.is_available():
-            raise RuntimeError("device 'mps' requested but MPS is not available")
+            raise DeviceUnavailable("device 'mps' requested, but MPS is not available; ask for 'auto' or 'cpu'")
         return DeviceChoice(torch.device(requested), "requested")
     if torch.cuda.is_available():
         return DeviceChoice(torch.device("cuda"), f"auto: CUDA ({torch.cuda.get_device_name()})")
@@ -41,21 +53,30 @@ def cpu_has_fast_bfloat16() -> bool:
 
 
 def pick_dtype(requested: str, device: torch.device) -> tuple[torch.dtype, str]:
-    """The compute dtype and why: `auto` is bf16 autocast on CUDA that supports it, else float32
-    (bf16 matmuls are slower than float32 on most CPUs; the reason says so when asked for one)."""
+    """The training compute dtype and why. `auto` is bf16 autocast where bf16 is fast — CUDA that
+    supports it, CPUs with AMX or AVX512-BF16 — and float32 elsewhere (bf16 matmuls are slower
+    than float32 on other CPUs; the reason says so when bf16 is asked for there)."""
     if requested != "auto":
         if requested == "bfloat16" and device.type == "cpu" and not cpu_has_fast_bfloat16():
             return DTYPES[requested], ("requested, but this CPU has neither AMX nor AVX512-BF16: "
-                                       "bfloat16 is slower than float32 here (train.dtype=auto picks float32)")
+                                       "bfloat16 is slower than float32 here (auto picks float32)")
         return DTYPES[requested], "requested"
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16, "auto: CUDA supports bfloat16"
+    if device.type == "cpu" and cpu_has_fast_bfloat16():
+        return torch.bfloat16, "auto: this CPU has AMX or AVX512-BF16"
     return torch.float32, f"auto: float32 on {device.type}"
 
 
+def inference_dtype(device: torch.device) -> torch.dtype:
+    """What evaluation and generation compute in: bf16 on CUDA that supports it, float32 elsewhere
+    (on a CPU, float32 inference is fast enough and keeps the reported metrics exact)."""
+    return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+
+
 def autocast_for(device: torch.device, dtype: torch.dtype | None = None) -> contextlib.AbstractContextManager:
-    """Autocast to `dtype` (default: the `auto` choice); float32 needs no autocast."""
-    dtype = dtype or pick_dtype("auto", device)[0]
+    """Autocast to `dtype` (default: `inference_dtype`); float32 needs no autocast."""
+    dtype = dtype or inference_dtype(device)
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
@@ -70,3 +91,15 @@ def enable_tf32(device: torch.device) -> None:
 
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def make_deterministic(device: torch.device) -> None:
+    """On CUDA, PyTorch's deterministic kernels (cuBLAS workspace, cuDNN, no autotuning); an op
+    without one warns instead of failing. CPU kernels here are deterministic already, for a
+    fixed thread count."""
+    if device.type != "cuda":
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)

@@ -46,6 +46,12 @@ def any_rank(flag: bool, rank: Rank, device: torch.device) -> bool:
     return bool(tensor.item())
 
 
+def barrier(rank: Rank) -> None:
+    """Wait until every rank gets here (e.g. rank 0 has set the checkpoint folder up)."""
+    if rank.distributed:
+        dist.barrier()
+
+
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

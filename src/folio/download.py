@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from folio.errors import FolioError
 from folio.fileio import atomic_path
 
 CHUNK = 1 << 16
@@ -25,12 +26,12 @@ CHUNK = 1 << 16
 Progress = Callable[[int, int | None], None]
 
 
-class DownloadError(RuntimeError):
-    pass
+class DownloadError(FolioError, RuntimeError):
+    """No source yielded the file; the message names each source and why it failed."""
 
 
 class ChecksumMismatch(DownloadError):
-    pass
+    """A source served a file whose sha256 is not the expected one."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from folio.errors import FolioError
 from folio.model import GPTConfig
 
 CONFIG_FILE = "config.json"
@@ -56,7 +57,7 @@ _CONV1D = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"}
 _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
 
-class ConversionError(ValueError):
+class ConversionError(FolioError, ValueError):
     """Weights or a config that don't convert: reported as a message, not a traceback."""
 
 

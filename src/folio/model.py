@@ -14,48 +14,12 @@ and values of the tokens before them; `attention_maps` returns every head's atte
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-OPTIONS = {
-    "kind": ("gpt", "bigram"),
-    "pos_emb": ("learned", "rope"),
-    "norm": ("layernorm", "rmsnorm"),
-    "mlp": ("gelu", "gelu_tanh", "relu2", "swiglu"),
-}
-
-
-@dataclass(frozen=True)
-class GPTConfig:
-    vocab_size: int
-    block_size: int = 128
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.0
-    bias: bool = True
-    kind: str = "gpt"
-    pos_emb: str = "learned"
-    norm: str = "layernorm"
-    qk_norm: bool = False
-    mlp: str = "gelu"
-    tie_weights: bool = True
-    norm_eps: float = 1e-5
-
-    def __post_init__(self):
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        for name, allowed in OPTIONS.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
+from folio.config import GPTConfig
 
 class KVCache:
     """Keys and values of every layer, preallocated for block_size positions per row: for each
@@ -352,6 +316,12 @@ class Bigram(nn.Module):
         raise ValueError("the bigram model has no attention to show")
 
 
-def create_model(config: GPTConfig) -> nn.Module:
-    """The model a config describes: a GPT, or the bigram baseline."""
-    return Bigram(config) if config.kind == "bigram" else GPT(config)
+def create_model(config: GPTConfig, seed: int | None = None) -> nn.Module:
+    """The model a config describes: a GPT, or the bigram baseline. With `seed`, its initial
+    weights are a function of (config, seed) alone: drawn from a generator seeded for it, whatever
+    the global RNG holds (which is left as it was)."""
+    if seed is None:
+        return Bigram(config) if config.kind == "bigram" else GPT(config)
+    with torch.random.fork_rng(devices=[]):  # weights are initialised on the CPU
+        torch.manual_seed(seed)
+        return create_model(config)

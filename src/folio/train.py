@@ -2,6 +2,11 @@
 gradient accumulation and clipping, mixed precision, periodic evaluation on both splits, rotating
 checkpoints plus `best`, early stopping, exact resume, and DDP under torchrun.
 
+Every random draw is a pure function of (seed, rank, step): the batches (folio.data.BatchSampler)
+and dropout (the global RNG is reseeded from them before each step). So a resumed run, on any
+rank, draws exactly what the uninterrupted run would, and no RNG state needs saving. Build the
+model with `create_model(config, seed)` to make its initial weights a function of the seed too.
+
 Metrics leave through a `TrainingCallback`, so the loop knows nothing of where they go.
 """
 
@@ -18,36 +23,11 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from folio import checkpoint, distributed
-from folio.data import BatchSampler
-from folio.device import autocast_for, enable_tf32, pick_device, pick_dtype, seed_everything
+from folio.config import TrainConfig
+from folio.data import BatchSampler, derive_seed
+from folio.device import autocast_for, enable_tf32, make_deterministic, pick_device, pick_dtype
+from folio.errors import FolioError
 from folio.optim import lr_scale, make_optimizers, set_lr
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    max_iters: int = 2000
-    max_seconds: float | None = None  # optimisation time budget (evaluation excluded)
-    batch_size: int = 16
-    grad_accum_steps: int = 1
-    learning_rate: float = 2e-3
-    min_lr: float = 1e-4
-    warmup_iters: int = 50
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0  # 0 disables clipping
-    optimizer: str = "adamw"  # adamw | muon
-    muon_lr: float = 0.02
-    eval_interval: int = 250
-    eval_iters: int = 20
-    checkpoint_every: int | None = None  # default: every evaluation
-    keep_checkpoints: int = 2
-    patience: int | None = None  # evaluations without improvement before stopping
-    seed: int = 1337
-    device: str = "auto"
-    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
-    compile: bool | None = None  # None: compile on CUDA only
-    grad_checkpointing: bool = False
 
 
 class TrainingCallback(Protocol):
@@ -67,8 +47,8 @@ class NullCallback:
         pass
 
 
-class NonFiniteLossError(RuntimeError):
-    pass
+class NonFiniteLossError(FolioError, RuntimeError):
+    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
 
 
 @dataclass
@@ -78,6 +58,7 @@ class TrainState:
     evals_since_best: int = 0
     train_seconds: float = 0.0
     history: dict = field(default_factory=lambda: {"steps": [], "evals": []})
+    stop_reason: str | None = None  # set once the run has stopped: resuming it trains no more
 
 
 @dataclass
@@ -124,8 +105,12 @@ def _maybe_compile(model, cfg: TrainConfig, device: torch.device, log):
     try:
         return torch.compile(model)
     except Exception as err:  # no Triton, unsupported platform: eager still trains
-        log(f"torch.compile failed ({err}); training in eager mode")
+        log(f"warning: torch.compile is unavailable ({_first_line(err)}); training in eager mode")
         return model
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
 
 
 class Trainer:
@@ -143,7 +128,8 @@ class Trainer:
                        if choice.type == "cuda" and self.rank.distributed else choice.device)
         self.dtype, dtype_reason = pick_dtype(cfg.dtype, self.device)
         enable_tf32(self.device)
-        seed_everything(cfg.seed + self.rank.rank)
+        if cfg.deterministic:
+            make_deterministic(self.device)
         block = model.config.block_size
         self.sampler = BatchSampler(train_tokens, block, cfg.batch_size, cfg.seed, self.rank.rank)
         self.eval_samplers = {"train": BatchSampler(train_tokens, block, cfg.batch_size, seed=0),
@@ -158,15 +144,38 @@ class Trainer:
         if resume is not None:
             self._restore(resume)
         self.compiled = _maybe_compile(model, cfg, self.device, log)
-        self.runner = (DistributedDataParallel(self.compiled, device_ids=[self.rank.local_rank]
-                                               if self.device.type == "cuda" else None)
-                       if self.rank.distributed else self.compiled)
+        # torch.compile fails lazily, at the first forward or backward: until a compiled step has
+        # run, a failure falls back to eager (see _until_compile_proven)
+        self.compile_unproven = self.compiled is not self.model
+        self.runner = self._wrap(self.compiled)
         self.callback.on_start({
             "device": str(self.device), "device_reason": choice.reason,
             "dtype": str(self.dtype).removeprefix("torch."), "dtype_reason": dtype_reason,
             "world_size": self.rank.world_size, **model_size(model),
             "resumed_from_step": self.state.step if resume is not None else None,
         })
+
+    def _wrap(self, module):
+        if not self.rank.distributed:
+            return module
+        device_ids = [self.rank.local_rank] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=device_ids)
+
+    def _until_compile_proven(self, action):
+        """Run `action`; while no compiled step has succeeded yet, a failure is taken for a
+        compilation failure: one warning, then eager mode for the rest of the run, and again."""
+        if not self.compile_unproven:
+            return action()
+        try:
+            return action()
+        except FolioError:
+            raise
+        except Exception as err:
+            self.log(f"warning: torch.compile failed at the first step ({_first_line(err)}); "
+                     "training in eager mode")
+            self.compiled, self.compile_unproven = self.model, False
+            self.runner = self._wrap(self.model)
+            return action()
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -177,10 +186,9 @@ class Trainer:
             "tokenizer": self.tokenizer_info, "train_config": asdict(self.cfg),
             "optimizers": [opt.state_dict() for opt in self.optimizers],
             "scaler": self.scaler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
             "step": s.step, "best_val_loss": s.best_val_loss, "evals_since_best": s.evals_since_best,
-            "train_seconds": s.train_seconds, "history": s.history, "meta": self.meta,
+            "train_seconds": s.train_seconds, "history": s.history, "stop_reason": s.stop_reason,
+            "meta": self.meta,
         }
 
     def _restore(self, ckpt: dict) -> None:
@@ -188,11 +196,8 @@ class Trainer:
         for optimizer, saved in zip(self.optimizers, ckpt["optimizers"], strict=True):
             optimizer.load_state_dict(saved)
         self.scaler.load_state_dict(ckpt["scaler"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if self.device.type == "cuda" and ckpt["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         self.state = TrainState(ckpt["step"], ckpt["best_val_loss"], ckpt["evals_since_best"],
-                                ckpt["train_seconds"], ckpt["history"])
+                                ckpt["train_seconds"], ckpt["history"], ckpt.get("stop_reason"))
 
     def _save(self, *, rotate: bool, best: bool) -> None:
         if not self.rank.is_main or not (rotate or best):
@@ -209,6 +214,7 @@ class Trainer:
         """Forward/backward over `grad_accum_steps` micro-batches, clip, step. Returns the mean
         loss and the gradient norm before clipping."""
         cfg, accum = self.cfg, self.cfg.grad_accum_steps
+        torch.manual_seed(derive_seed(cfg.seed, self.rank.rank, self.state.step, "dropout"))
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
@@ -239,8 +245,8 @@ class Trainer:
     def evaluate(self) -> bool:
         """Evaluate both splits; returns whether val loss improved."""
         s = self.state
-        losses = estimate_loss(self.compiled, self.eval_samplers, self.cfg.eval_iters,
-                               self.device, self.dtype)
+        losses = self._until_compile_proven(lambda: estimate_loss(
+            self.compiled, self.eval_samplers, self.cfg.eval_iters, self.device, self.dtype))
         s.history["evals"].append([s.step, losses["train_loss"], losses["val_loss"], s.train_seconds])
         improved = losses["val_loss"] < s.best_val_loss
         s.best_val_loss = min(s.best_val_loss, losses["val_loss"])
@@ -258,14 +264,15 @@ class Trainer:
         tokens_per_step *= self.rank.world_size
         if s.step == 0 and not s.history["evals"]:
             self._save(rotate=True, best=self.evaluate())
-        stop_reason = "max_iters" if s.step >= cfg.max_iters else None
+        stop_reason = s.stop_reason or ("max_iters" if s.step >= cfg.max_iters else None)
         while stop_reason is None:
             scale = lr_scale(s.step, s.train_seconds, warmup_iters=cfg.warmup_iters,
                              max_iters=cfg.max_iters, max_seconds=cfg.max_seconds,
                              min_lr_ratio=cfg.min_lr / cfg.learning_rate)
             set_lr(self.optimizers, scale)
             started = time.perf_counter()
-            loss, grad_norm = self.train_step()
+            loss, grad_norm = self._until_compile_proven(self.train_step)
+            self.compile_unproven = False
             elapsed = time.perf_counter() - started
             s.train_seconds += elapsed
             s.step += 1
@@ -284,6 +291,7 @@ class Trainer:
                 improved = self.evaluate()
                 if cfg.patience and s.evals_since_best >= cfg.patience and not stop_reason:
                     stop_reason = "patience"
+            s.stop_reason = stop_reason
             self._save(rotate=s.step % checkpoint_every == 0 or bool(stop_reason), best=improved)
         return TrainResult(s.step, s.best_val_loss, s.history, s.train_seconds, stop_reason)
 

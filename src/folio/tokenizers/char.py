@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import hashlib
 
+from folio.errors import FolioError
+
+
+class UnknownCharacter(FolioError, ValueError):
+    """Text holds a character the vocabulary lacks."""
+
 
 class CharTokenizer:
     kind = "char"
@@ -33,7 +39,8 @@ class CharTokenizer:
         try:
             return [self.stoi[ch] for ch in text]
         except KeyError as err:
-            raise ValueError(f"character {err.args[0]!r} is not in the vocabulary") from None
+            raise UnknownCharacter(f"character {err.args[0]!r} is not in the {len(self.chars)}-character "
+                                   "vocabulary (it never occurs in the corpus)") from None
 
     def decode(self, ids) -> str:
         return "".join(self.chars[int(i)] for i in ids)

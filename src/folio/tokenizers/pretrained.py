@@ -12,10 +12,11 @@ from typing import Iterator
 import tiktoken
 import tiktoken.load
 
+from folio.errors import FolioError
 from folio.tokenizers.bpe import TiktokenTokenizer
 
 
-class PretrainedFilesMissing(FileNotFoundError):
+class PretrainedFilesMissing(FolioError, FileNotFoundError):
     pass
 
 

@@ -3,13 +3,12 @@ out: reports/samples.md, reports/attention.png (both also logged to the training
 
 from __future__ import annotations
 
-from folio import checkpoint
 from folio.attention import save_attention_png
-from folio.fileio import write_text
 from folio.generate import GenerationConfig, complete
-from pipeline import paths, tokenize, tracking
+from pipeline import artifacts, tracking
+from pipeline.artifacts import models, reports, tokenizer as tokenizer_files
 from pipeline.console import log
-from pipeline.evaluate import training_run_id
+from pipeline.errors import StageError
 from pipeline.params import Params, SampleParams
 
 
@@ -19,11 +18,23 @@ def generation_config(s: SampleParams, seed: int) -> GenerationConfig:
                             stop=tuple(s.stop), seed=seed)
 
 
+def check_prompts(tokenizer, prompts: list[str]) -> None:
+    """Every prompt must encode: fail before sampling anything, naming the prompt."""
+    for key, prompt in prompts:
+        try:
+            tokenizer.encode(prompt)
+        except ValueError as err:
+            raise StageError(f"{key}={prompt!r}: {err}; change the prompt, or train a tokenizer "
+                             "that covers it (tokenizer.kind: bpe encodes any text)") from None
+
+
 def main(params: Params) -> None:
     s = params.sample
-    tokenizer = tokenize.load()
-    state = checkpoint.load(paths.BEST_CKPT)
-    model = checkpoint.build_model(state, tokenizer.digest)
+    tokenizer = tokenizer_files.load()
+    attention_prompt = s.attention_prompt or s.prompts[0]
+    check_prompts(tokenizer, [*((f"sample.prompts[{i}]", p) for i, p in enumerate(s.prompts)),
+                              ("sample.attention_prompt", attention_prompt)])
+    state, model = models.load_model(tokenizer)
     sections = [
         "# Samples\n",
         f"Checkpoint step {state['step']}; temperature {s.temperature}, top-k {s.top_k}, "
@@ -34,9 +45,9 @@ def main(params: Params) -> None:
         (completion,) = complete(model, tokenizer, [prompt], generation_config(s, s.seed + i))
         sections.append(f"## Prompt {i}: {prompt!r}\n\n```text\n{prompt}{completion.text}\n```\n")
         log(f"sampled prompt {i}/{len(s.prompts)}")
-    write_text(paths.SAMPLES, "\n".join(sections))
-    save_attention_png(model, tokenizer, s.attention_prompt or s.prompts[0], paths.ATTENTION)
+    reports.write_samples("\n".join(sections))
+    save_attention_png(model, tokenizer, attention_prompt, artifacts.ATTENTION)
     tracking.setup()
-    for path in (paths.SAMPLES, paths.ATTENTION):
-        tracking.log_artifact(training_run_id(), path, "samples")
-    log(f"wrote {paths.SAMPLES} and {paths.ATTENTION}")
+    for path in (artifacts.SAMPLES, artifacts.ATTENTION):
+        tracking.log_artifact(models.training_run_id(), path, "samples")
+    log(f"wrote {artifacts.SAMPLES} and {artifacts.ATTENTION}")

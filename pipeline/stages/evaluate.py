@@ -1,4 +1,4 @@
-"""Stage evaluate — in: models/best.pt, data/prepared/, data/tokenizer/ —
+"""Stage evaluate — in: models/best.pt, data/prepared/ (val.bin, meta.json), data/tokenizer/ —
 params: evaluate.batch_size — out: reports/metrics.json (also logged to the training run).
 
 Beside the loss per token it reports bits per byte (total bits over the UTF-8 bytes of the
@@ -7,27 +7,20 @@ predicted val text), which compares runs across tokenizers, and bits per charact
 
 from __future__ import annotations
 
-import json
 import math
 
-from folio import checkpoint
 from folio.evaluate import split_loss
-from folio.fileio import write_json
-from pipeline import paths, prepare, tokenize, tracking
+from pipeline import artifacts, tracking
+from pipeline.artifacts import models, prepared, reports, tokenizer as tokenizer_files
 from pipeline.console import log
 from pipeline.params import Params
 
 
-def training_run_id() -> str:
-    return json.loads(paths.RUN_INFO.read_text())["run_id"]
-
-
 def main(params: Params) -> None:
-    tokenizer = tokenize.load()
-    state = checkpoint.load(paths.BEST_CKPT)
-    model = checkpoint.build_model(state, tokenizer.digest)
-    val_tokens = prepare.load_split("val")
-    meta = json.loads(paths.PREPARED_META.read_text())
+    tokenizer = tokenizer_files.load()
+    state, model = models.load_model(tokenizer)
+    val_tokens = prepared.load_split("val")
+    meta = prepared.read_meta()
     result = split_loss(model, val_tokens, params.evaluate.batch_size)
     # every val token but the first is predicted: leave its text out of the byte and char counts
     first = tokenizer.decode(val_tokens[:1].tolist())
@@ -47,13 +40,13 @@ def main(params: Params) -> None:
                       "bytes_per_token": meta["bytes_per_token"]},
         "checkpoint_step": state["step"],
     }
-    write_json(paths.METRICS, metrics)
+    reports.write_metrics(metrics)
     val = metrics["val"]
     log(f"val loss {val['loss']:.4f} nats/token, {val['bits_per_byte']:.4f} bits/byte, "
         f"{val['bits_per_char']:.4f} bits/char, perplexity {val['perplexity']:.2f} "
         f"over {result['n_tokens']:,} tokens")
     tracking.setup()
-    run_id = training_run_id()
+    run_id = models.training_run_id()
     tracking.log_metrics(run_id, {f"final_val_{key}": value for key, value in val.items()
                                   if key != "tokens"})
-    tracking.log_artifact(run_id, paths.METRICS, "evaluate")
+    tracking.log_artifact(run_id, artifacts.METRICS, "evaluate")

@@ -1,8 +1,4 @@
-"""Stage validate_tokens — in: data/prepared/ (train.bin, val.bin, meta.json), data/tokenizer/,
-data/raw/<name>.txt — params: model.block_size, data.val_fraction, validate_tokens.* —
-out: reports/validation/tokens/ (tokens.json, GX Data Docs in docs/).
-
-Checks with a Great Expectations suite that the prepared tokens are fit to train on:
+"""The token suite: are the prepared tokens fit to train on?
   train_ids_in_range, val_ids_in_range  every token id is in [0, vocab_size)
   train_tokens, val_tokens    each split holds at least model.block_size + 1 tokens (one window)
   val_char_fraction           the val split holds data.val_fraction of the corpus characters (to rounding)
@@ -19,12 +15,10 @@ TokenValidationError names every failed check, so `dvc repro` stops before train
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
-from pipeline import expectations, paths, prepare, tokenize
-from pipeline.expectations import Expectation, clip, percent
+from pipeline.gates import expectations
+from pipeline.gates.expectations import Expectation, clip, percent
 from pipeline.params import Params
 
 ROUND_TRIP_WINDOWS = 20  # windows of the corpus, evenly spaced from its start to its end
@@ -158,18 +152,15 @@ def build_suite(params: Params, tokenizer, train: np.ndarray, val: np.ndarray, s
     ]
 
 
-def main(params: Params) -> None:
+def check(params: Params, tokenizer, train: np.ndarray, val: np.ndarray, meta: dict, text: str,
+          subject: str) -> list:
+    """Run the suite over the splits (`meta`: data/prepared/meta.json, `text`: the corpus);
+    writes reports/validation/tokens/ and raises TokenValidationError if any expectation fails."""
     import pandas as pd
 
-    if not paths.PREPARED_META.exists():
-        raise FileNotFoundError(f"{paths.PREPARED_META} not found: run the prepare stage first")
-    meta = json.loads(paths.PREPARED_META.read_text(encoding="utf-8"))
-    tokenizer = tokenize.load()
-    train, val = prepare.load_split("train").numpy(), prepare.load_split("val").numpy()
-    text = paths.raw_corpus(params.data.name).read_text(encoding="utf-8")
     stats, windows = split_stats(meta), round_trip_frame(text, tokenizer)
     suite = build_suite(params, tokenizer, train, val, stats, windows)
     frames = {"train": pd.DataFrame({"id": train}), "val": pd.DataFrame({"id": val}),
               "stats": pd.DataFrame([stats]), "round_trip": windows}
-    expectations.validate(SUITE, frames, suite, subject=str(paths.PREPARED_DIR),
-                          extra={"tokenizer": tokenizer.kind, "stats": stats})
+    return expectations.validate(SUITE, frames, suite, subject=subject,
+                                 extra={"tokenizer": tokenizer.kind, "stats": stats})

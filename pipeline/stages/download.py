@@ -10,14 +10,14 @@ stage is the gate. With FOLIO_DATA_MIRROR set (a directory or an http(s) base UR
 
 from __future__ import annotations
 
-import json
 import os
 
-from folio.download import fetch, sha256_of
-from folio.fileio import write_json
-from pipeline import paths
+from folio.download import DownloadError, fetch, sha256_of
+from pipeline import artifacts
+from pipeline.artifacts import corpus
 from pipeline.console import Progress, log
-from pipeline.params import DataParams, Params
+from pipeline.errors import StageError
+from pipeline.params import Params
 
 MIRROR_ENV = "FOLIO_DATA_MIRROR"
 
@@ -29,28 +29,28 @@ def sources(name: str, url: str) -> list[str]:
     return [f"{mirror.rstrip('/')}/{name}.txt", url]
 
 
-def corpus_record(data: DataParams) -> dict:
-    """What download recorded about the corpus: {"sha256", "bytes", "source", "pinned"}. Rebuilt
-    from the file itself when the corpus was put in place by hand (no record beside it)."""
-    record = paths.raw_record(data.name)
-    if record.exists():
-        return json.loads(record.read_text(encoding="utf-8"))
-    corpus = paths.raw_corpus(data.name)
-    return {"sha256": sha256_of(corpus), "bytes": corpus.stat().st_size, "source": data.url,
-            "pinned": bool(data.sha256)}
+def _hint(err: DownloadError, sha256: str) -> str:
+    if "sha256 mismatch" in str(err) and sha256:
+        return ("check data.url; if the file changed on purpose, set data.sha256 to its new digest "
+                "(or to \"\" to accept any file, with validate as the gate)")
+    return f"check data.url (and {MIRROR_ENV}, if set), the network, or put the file at a local path"
 
 
 def main(params: Params) -> None:
     data = params.data
-    dest, record = paths.raw_corpus(data.name), paths.raw_record(data.name)
+    dest, record = artifacts.raw_corpus(data.name), artifacts.raw_record(data.name)
     if data.sha256 and dest.exists() and record.exists() and sha256_of(dest) == data.sha256:
         log(f"{dest} already present and verified")
         return
     candidates = sources(data.name, data.url)
     log(f"downloading {data.name} from {' then '.join(candidates)}")
     with Progress(f"download {data.name}", total=None, every=5.0) as bar:
-        got = fetch(candidates, dest, data.sha256, progress=lambda done, total: bar.update(done, total), log=log)
-    write_json(record, {"sha256": got.sha256, "bytes": got.bytes, "source": got.source, "pinned": bool(data.sha256)})
+        try:
+            got = fetch(candidates, dest, data.sha256, progress=lambda done, total: bar.update(done, total), log=log)
+        except DownloadError as err:
+            raise StageError(f"{err}\n{_hint(err, data.sha256)}") from None
+    corpus.write_record(data.name, {"sha256": got.sha256, "bytes": got.bytes,
+                                  "source": got.source, "pinned": bool(data.sha256)})
     if data.sha256:
         log(f"wrote {dest} ({got.bytes:,} bytes from {got.source}, sha256 verified)")
     else:

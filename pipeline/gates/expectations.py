@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from folio.fileio import write_json
-from pipeline import paths
+from pipeline import artifacts
 from pipeline.console import console, log
+from pipeline.errors import StageError
 
 
 def percent(value: float) -> str:
@@ -66,7 +67,7 @@ class Check:
     message: str | None = None  # for a failed check: what failed, the observed value and the key to change
 
 
-class ValidationFailed(RuntimeError):
+class ValidationFailed(StageError):
     """Some expectations failed; the message names each with its observed value, threshold and an example."""
 
 
@@ -107,11 +108,11 @@ class Suite:
 
     @property
     def report(self) -> Path:
-        return paths.validation_report(self.name)
+        return artifacts.validation_report(self.name)
 
     @property
     def docs(self) -> Path:
-        return paths.validation_dir(self.name) / "docs"
+        return artifacts.validation_dir(self.name) / "docs"
 
     @property
     def index(self) -> Path:

@@ -1,7 +1,7 @@
 """The model card: one markdown page per registered version — what data (with its digest), which
 params, what it scores, how training went, what it writes, and how to load it.
 
-`render(facts)` is a pure function; pipeline/register.py gathers the facts.
+`render(facts)` is a pure function; pipeline/stages/register.py gathers the facts.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class CardFacts:
     version: str
     run_id: str
     run_name: str
-    data: dict  # name, url, sha256, size_bytes, val_fraction
+    data: dict  # name, url, sha256, pinned, size_bytes, val_fraction
     tokenizer: dict  # kind, vocab_size, bytes_per_token
     params: dict  # flat model.* and train.* params
     metrics: dict  # the val section of reports/metrics.json
@@ -71,8 +71,8 @@ def _data_section(f: CardFacts) -> str:
         "## Data",
         "",
         f"- corpus **{d['name']}** from {d['url']}",
-        f"- sha256 `{d['sha256']}`, {d['size_bytes']:,} bytes; the last {d['val_fraction']:.0%} "
-        "is the validation split",
+        f"- sha256 `{d['sha256']}` ({'pinned by data.sha256' if d.get('pinned') else 'as downloaded; data.sha256 is unpinned'}), "
+        f"{d['size_bytes']:,} bytes; the last {d['val_fraction']:.0%} is the validation split",
         f"- tokenizer `{t['kind']}`, {t['vocab_size']:,} tokens, {t['bytes_per_token']:.2f} bytes "
         "per token",
     ])

@@ -22,6 +22,7 @@ from typing import Iterator
 
 from folio import checkpoint
 from pipeline import tracking
+from pipeline.errors import StageError
 from pipeline.params import SampleParams
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
@@ -33,7 +34,7 @@ HISTORY_LIMIT = 50
 URI_PATTERN = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))")
 
 
-class RegistryError(Exception):
+class RegistryError(StageError):
     """A registry problem the user can fix: reported as a message, not a traceback."""
 
 

@@ -19,9 +19,10 @@ from folio.attention import save_attention_png
 from folio.generate import GenerationConfig, complete, stream
 from folio.quantize import quantize
 from folio.tokenizers import load_tokenizer
+from pipeline.errors import StageError
 
 
-class GenerateError(ValueError):
+class GenerateError(StageError, ValueError):
     """A setting, prompt or model the user can fix: reported as a message, not a traceback."""
 
 
@@ -31,7 +32,7 @@ def load(checkpoint_path: Path, tokenizer_dir: Path, model_uri: str | None = Non
     refuses a checkpoint trained with another tokenizer."""
     try:
         if model_uri:
-            from pipeline.registry import load_generator
+            from pipeline.tracking.registry import load_generator
 
             model, tokenizer = load_generator(model_uri)
         else:

@@ -1,4 +1,6 @@
-"""MLflow glue: where runs go, the training run's params/tags/dataset, and batched step metrics.
+"""MLflow glue: where runs go, tags, the corpus as a dataset input, and small logging helpers.
+The training run itself is training_run.py; metrics that outlive an outage, spool.py; the model
+registry, registry.py (with its pyfunc model and model card).
 
 The default store is `sqlite:///<project>/mlflow.db` with artifacts in `<project>/mlartifacts`;
 MLFLOW_TRACKING_URI overrides it. mlflow is imported lazily: `folio --help` stays fast.
@@ -17,9 +19,9 @@ import warnings
 from pathlib import Path
 
 from pipeline.console import log
+from pipeline.errors import StageError
 
 EXPERIMENT = "folio"
-FLUSH_EVERY_STEPS = 50
 HEALTH_TIMEOUT_SECONDS = 3
 # MLflow retries a failing request 7 times with backoff factor 2 (minutes) and waits 120 s for an
 # answer; a dead server should fail a stage in seconds. Explicit settings in the environment win.
@@ -27,7 +29,7 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BA
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
 
 
-class TrackingUnavailable(RuntimeError):
+class TrackingUnavailable(StageError):
     """The tracking server does not answer."""
 
 
@@ -122,41 +124,6 @@ def log_corpus_dataset(name: str, url: str, sha256: str, size_bytes: int) -> Non
             source = resolve_dataset_source(str(Path(url.removeprefix("file://")).resolve()))
     dataset = MetaDataset(source=source, name=name, digest=sha256[:16])
     ml.log_input(dataset, context="training", tags={"sha256": sha256, "size_bytes": str(size_bytes)})
-
-
-class MlflowCallback:
-    """Collects step metrics and sends them in batches; `flush()` must run in a `finally`."""
-
-    def __init__(self, run_id: str):
-        self.run_id = run_id
-        self.client = mlflow().MlflowClient()
-        self.pending = []
-
-    def on_start(self, info: dict) -> None:
-        for key in ("device", "dtype", "world_size"):
-            self.client.set_tag(self.run_id, key, str(info[key]))
-        for key in ("num_params", "size_fp32_mb", "size_bf16_mb"):
-            self.client.log_metric(self.run_id, key, float(info[key]))
-
-    def _add(self, step: int, metrics: dict[str, float]) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        self.pending += [Metric(key, float(value), now, step) for key, value in metrics.items()]
-
-    def on_step(self, step: int, metrics: dict[str, float]) -> None:
-        self._add(step, metrics)
-        if step % FLUSH_EVERY_STEPS == 0:
-            self.flush()
-
-    def on_eval(self, step: int, metrics: dict[str, float]) -> None:
-        self._add(step, {f"eval_{k}": v for k, v in metrics.items()})
-        self.flush()
-
-    def flush(self) -> None:
-        while self.pending:
-            batch, self.pending = self.pending[:1000], self.pending[1000:]
-            self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
 
 
 def log_artifact(run_id: str, path: str | Path, artifact_path: str | None = None) -> None:

@@ -1,7 +1,5 @@
-"""Stage validate — in: data/raw/<data.name>.txt — params: validate.* — out: reports/validation/corpus/.
-
-Checks with a Great Expectations suite that the raw corpus is plain text worth training on, in any
-language or programming language (thresholds in params.yaml under `validate:`):
+"""The corpus suite: is the raw corpus plain text worth training on, in any language or
+programming language? (thresholds in params.yaml under `validate:`)
   utf8              the file decodes as UTF-8 (observed: byte offset of the first invalid sequence)
   not_lfs_pointer   the file is not a Git LFS pointer standing in for the real file
   not_binary        no NUL bytes (binary data, or UTF-16/32 text)
@@ -30,9 +28,9 @@ import re
 import unicodedata
 from collections import Counter
 
-from pipeline import expectations, paths
-from pipeline.expectations import Expectation, clip, percent
-from pipeline.params import Params, ValidateParams
+from pipeline.gates import expectations
+from pipeline.gates.expectations import Expectation, clip, percent
+from pipeline.params import ValidateParams
 
 # C0 and C1 control characters except \t \n \f \r, which occur in plain text and source code.
 CONTROL = r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]"
@@ -235,13 +233,10 @@ def _stats_frame(stats: dict):
     return pd.DataFrame([stats])
 
 
-def main(params: Params) -> None:
-    corpus = paths.raw_corpus(params.data.name)
-    if not corpus.exists():
-        raise FileNotFoundError(f"{corpus} not found: run the download stage first")
-    raw = corpus.read_bytes()
+def check(p: ValidateParams, raw: bytes, subject: str) -> list:
+    """Run the suite over the corpus bytes; writes reports/validation/corpus/ and raises
+    CorpusValidationError if any expectation fails."""
     lines, stats, chars = profile(raw)
-    suite = build_suite(params.validate_, raw, lines, stats, chars)
-    expectations.validate(SUITE, {"lines": lines, "stats": _stats_frame(stats)}, suite,
-                          subject=str(corpus), extra={"corpus": str(corpus), "stats": stats})
-
+    suite = build_suite(p, raw, lines, stats, chars)
+    return expectations.validate(SUITE, {"lines": lines, "stats": _stats_frame(stats)}, suite,
+                                 subject=subject, extra={"corpus": subject, "stats": stats})

@@ -10,23 +10,20 @@ from __future__ import annotations
 import time
 
 from folio.data import split_text
-from folio.tokenizers import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
-from pipeline import paths
+from folio.tokenizers import train_tokenizer
+from pipeline import artifacts
+from pipeline.artifacts import corpus, tokenizer as tokenizer_files
 from pipeline.console import log
 from pipeline.params import Params
 
 
-def load() -> Tokenizer:
-    return load_tokenizer(paths.TOKENIZER_DIR)
-
-
 def main(params: Params) -> None:
     kind = params.tokenizer.kind
-    text = paths.raw_corpus(params.data.name).read_text(encoding="utf-8")
+    text = corpus.read_text(params.data.name)
     train_text, _ = split_text(text, params.data.val_fraction)
     started = time.perf_counter()
     tokenizer = train_tokenizer(kind, text if kind == "char" else train_text,
                                 params.tokenizer.vocab_size)
-    save_tokenizer(tokenizer, paths.TOKENIZER_DIR)
+    tokenizer_files.save(tokenizer)
     log(f"{kind} tokenizer: {tokenizer.vocab_size:,} tokens in {time.perf_counter() - started:.2f}s "
-        f"-> {paths.TOKENIZER_DIR}")
+        f"-> {artifacts.TOKENIZER_DIR}")

@@ -1,0 +1,10 @@
+"""The library's errors a caller can fix (a missing device, a corrupt checkpoint, a character
+outside the vocabulary, a full disk, ...). Each message names the problem and what to do; an
+application shows it as it is. Each class also derives from the builtin its case used to raise
+(ValueError, RuntimeError, OSError), so `except ValueError` keeps working."""
+
+from __future__ import annotations
+
+
+class FolioError(Exception):
+    """An error the caller can fix: the message says what is wrong and what to do."""
