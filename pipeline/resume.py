@@ -1,8 +1,9 @@
 """Which run models/ holds: the train stage resumes it, or moves it aside — never deletes it.
 
-A run is known by its fingerprint: the params that shape its weights (model.*, and train.* but
-the keys that only say how checkpoints are kept), the tokenizer's and the corpus's digests,
-data.val_fraction and the digest of the training code (pipeline.code_deps). `claim()` makes
+A run is known by its identity (run.json keeps it) and the fingerprint hashed from it: the params
+that shape its weights (model.*, and train.* but the keys that only say how checkpoints are
+kept), the tokenizer's and the corpus's digests, data.val_fraction and the digest of the training
+code (pipeline.code_deps). `claim()` makes
 models/ the home of one run, before any training:
 
 - models/ holds that run: it is resumed from its newest readable checkpoint (a finished run has
@@ -37,16 +38,28 @@ NOT_IN_FINGERPRINT = ("checkpoint_every", "keep_checkpoints", "keep_previous", "
 TRAIN_MODULE = code_deps.stage_module("train")
 
 
-def fingerprint(params: Params, tokenizer_digest: str, corpus_sha256: str) -> str:
-    """What makes two training runs the same run: resume only within one fingerprint."""
-    identity = {
-        "model": params.model.model_dump(),
-        "train": params.train.model_dump(exclude=set(NOT_IN_FINGERPRINT)),
-        "tokenizer": tokenizer_digest,
-        "data": [corpus_sha256, params.data.val_fraction],
-        "code": code_deps.digest(TRAIN_MODULE),
-    }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+def identity(params: Params, tokenizer_digest: str, corpus_sha256: str) -> dict:
+    """What makes two training runs the same run, as flat keys (run.json keeps it, so a move
+    aside can say what changed)."""
+    flat = params.flat()
+    keys = [k for k in flat if k.startswith("model.") or
+            (k.startswith("train.") and k.removeprefix("train.") not in NOT_IN_FINGERPRINT)]
+    return {**{k: flat[k] for k in keys}, "data.val_fraction": params.data.val_fraction,
+            "tokenizer digest": tokenizer_digest, "corpus sha256": corpus_sha256,
+            "training code": code_deps.digest(TRAIN_MODULE)}
+
+
+def fingerprint(run_identity: dict) -> str:
+    """Resume only within one fingerprint."""
+    return hashlib.sha256(json.dumps(run_identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def changes(old: dict | None, new: dict) -> str:
+    """What differs between two identities, e.g. "train.batch_size 16 -> 4"."""
+    if not old:
+        return "it holds no record of its config"
+    diff = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return ", ".join(diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
 
 
 @dataclass
@@ -55,19 +68,21 @@ class Claim:
     resume: dict | None  # the checkpoint to resume from; None: train from step 0
 
 
-def claim(run_fingerprint: str, new_run_name: str, keep: int, log) -> Claim:
-    """Make models/ the home of the run `run_fingerprint` (see the module docstring)."""
+def claim(run_identity: dict, new_run_name: str, keep: int, log) -> Claim:
+    """Make models/ the home of the run `run_identity` (see the module docstring)."""
+    run_fingerprint = fingerprint(run_identity)
     info = model_files.read_run_info()
     if (info or {}).get("fingerprint") != run_fingerprint:
         if _run_files(artifacts.MODELS):
-            move_aside(log)
+            move_aside(log, changes((info or {}).get("identity"), run_identity))
         if (previous := _find_previous(run_fingerprint)) is not None:
             _move_back(previous, log)
         _prune(keep, log)
         info = model_files.read_run_info()
     if info is None or info.get("fingerprint") != run_fingerprint:
         info = {"fingerprint": run_fingerprint, "run_name": new_run_name, "run_id": None,
-                "finished": False, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+                "finished": False, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "identity": run_identity}
         model_files.write_run_info(info)
     return Claim(info, newest_checkpoint(run_fingerprint, log))
 
@@ -109,7 +124,7 @@ def _describe(folder: Path) -> str:
     return f"{state}, step {max(steps)}" if steps else state
 
 
-def move_aside(log) -> Path:
+def move_aside(log, why: str) -> Path:
     """Move the run in models/ to models/previous/<run name>/ (run.json last, so a move cut short
     is completed by the next one)."""
     info = model_files.read_run_info() or {}
@@ -123,8 +138,8 @@ def move_aside(log) -> Path:
     files = _run_files(artifacts.MODELS)
     for path in sorted(files, key=lambda p: p == artifacts.RUN_INFO):
         os.replace(path, target / path.name)
-    log(f"moved the previous run in {artifacts.MODELS}/ ({_describe(target)}) aside to {target}/: "
-        "its config differs from this one (see the README, 'Nothing deleted')")
+    log(f"moved the previous run in {artifacts.MODELS}/ ({_describe(target)}) aside to {target}/, "
+        f"as this run differs: {why}")
     return target
 
 

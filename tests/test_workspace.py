@@ -4,7 +4,8 @@ the project whose data stages have run:
   time); after the holder is killed with SIGKILL, the next one takes the lock over and resumes;
 - a killed run whose config then changes is moved to models/previous/<run name>/ (checkpoints,
   run.json), not deleted; changing the config back moves it back and resumes it;
-- past train.keep_previous, only the oldest *finished* moved-aside runs are deleted, each logged."""
+- past train.keep_previous, only the oldest *finished* moved-aside runs are deleted, each logged;
+- DDP ranks launched by the stage (train.nproc=2) run under their launcher's lock."""
 
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ def test_a_killed_run_is_moved_aside_when_the_config_changes_and_back_when_it_re
 
     output = pp.run(project, "folio", "train", "--set=train.batch_size=4")  # another config: a new run
     aside = project / artifacts.PREVIOUS_RUNS / killed_info["run_name"]
-    assert f"moved the previous run in models/ (unfinished, step {killed_step}) aside to {aside.relative_to(project)}/" in output
+    assert (f"moved the previous run in models/ (unfinished, step {killed_step}) aside to "
+            f"{aside.relative_to(project)}/, as this run differs: model.n_embd 64 -> 32") in output
     assert checkpoint.load(aside / "last.pt")["step"] == killed_step  # nothing lost
     assert json.loads((aside / "run.json").read_text())["run_id"] == killed_info["run_id"]
     assert checkpoint.load(project / artifacts.LAST_CKPT)["step"] == 30  # the new run, finished
@@ -71,6 +73,15 @@ def test_a_killed_run_is_moved_aside_when_the_config_changes_and_back_when_it_re
         assert json.loads((project / artifacts.RUN_INFO).read_text())["run_id"] == killed_info["run_id"]
         finished = [p for p in (project / artifacts.PREVIOUS_RUNS).iterdir()]
         assert len(finished) == 1 and json.loads((finished[0] / "run.json").read_text())["finished"]
+
+
+def test_ddp_ranks_train_under_their_launchers_lock(project):
+    """train.nproc=2: the stage holds the lock and relaunches itself through torchrun; the ranks
+    pass through the lock their parent holds, and the run trains to the end."""
+    output = pp.run(project, "folio", "train", "--set=train.nproc=2", "--set=train.max_iters=10")
+    assert "launching 2 processes" in output and "another folio command" not in output
+    assert checkpoint.load(project / artifacts.LAST_CKPT)["step"] == 10
+    assert _lock_holder(project) is None  # released, and emptied
 
 
 def _previous_run(root: Path, name: str, finished: bool, age: int) -> Path:

@@ -65,7 +65,7 @@ def main(params: Params) -> None:
     tokenizer = tokenizer_files.load()
     record = corpus.record(params.data)
     device = check_device(params.train.device).device
-    run_fingerprint = resume.fingerprint(params, tokenizer.digest, record["sha256"])
+    identity = resume.identity(params, tokenizer.digest, record["sha256"])
     new_run_name = tracking.run_name(params.flat())
     # everything that can be wrong is checked before models/ is touched
     source = init_from.source(params, tokenizer)  # a source the run can't start from fails here
@@ -73,16 +73,16 @@ def main(params: Params) -> None:
     check_splits(splits, params, source)
     if params.train.nproc > 1 and not distributed.launched_by_torchrun():
         tracking.setup()
-        resume.claim(run_fingerprint, new_run_name, params.train.keep_previous, log)
+        resume.claim(identity, new_run_name, params.train.keep_previous, log)
         launch.torchrun(params.train.nproc)  # the ranks run this main() again
         return
     rank = distributed.init(device)
     if rank.is_main:
         tracking.setup()  # a tracking server that does not answer fails here, before any work
-        claim = resume.claim(run_fingerprint, new_run_name, params.train.keep_previous, log)
+        claim = resume.claim(identity, new_run_name, params.train.keep_previous, log)
     distributed.barrier(rank)  # rank 0 has set models/ up
     if not rank.is_main:
-        claim = resume.Claim(models.read_run_info(), resume.newest_checkpoint(run_fingerprint, log))
+        claim = resume.Claim(models.read_run_info(), resume.newest_checkpoint(resume.fingerprint(identity), log))
     model = init_from.start_model(params, tokenizer, claim.resume, source)
     if rank.is_main:
         train_tracked(params, tokenizer, record, claim, model, splits)

@@ -36,14 +36,20 @@ class CheckpointWriteError(FolioError, OSError):
         return self.strerror  # the message alone, without "[Errno 28]"
 
 
-def tensor_bytes(state) -> int:
-    """The bytes of every tensor in a nested checkpoint dict: about the size of the file."""
+def tensor_bytes(state, seen: set | None = None) -> int:
+    """The bytes of the tensors in a nested checkpoint dict, each storage once (a tied head
+    shares the embedding's): about the size of the file."""
+    seen = set() if seen is None else seen
     if isinstance(state, torch.Tensor):
-        return state.numel() * state.element_size()
+        storage = state.untyped_storage()
+        if storage.data_ptr() in seen:
+            return 0
+        seen.add(storage.data_ptr())
+        return storage.nbytes()
     if isinstance(state, dict):
-        return sum(tensor_bytes(v) for v in state.values())
+        return sum(tensor_bytes(v, seen) for v in state.values())
     if isinstance(state, (list, tuple)):
-        return sum(tensor_bytes(v) for v in state)
+        return sum(tensor_bytes(v, seen) for v in state)
     return 0
 
 # torch.compile wraps the model as `_orig_mod.`, DistributedDataParallel as `module.`
@@ -114,7 +120,7 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:  # truncated, corrupt, not a checkpoint
         if isinstance(err, OSError) and err.errno is not None:
             raise  # a real I/O error (permissions, ...), not a bad file
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0][:160]
         raise CheckpointError(f"{path} is not a readable checkpoint ({reason}): it is truncated or "
                               "corrupt; restore it (dvc checkout, dvc pull) or train again") from None
 
