@@ -16,14 +16,11 @@ import os
 import time
 from pathlib import Path
 
+from folio.errors import first_line
 from pipeline import tracking
 from pipeline.artifacts import SPOOL_DIR
 
 BATCH = 1000  # MLflow's log_batch limit for metrics
-
-
-def first_line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
 
 
 class RunLog:

@@ -12,7 +12,8 @@ import torch
 from pipeline import artifacts, tracking
 from pipeline.errors import StageError
 from pipeline.params import Params
-from pipeline.tracking.spool import RunLog, first_line, replay
+from folio.errors import first_line
+from pipeline.tracking.spool import RunLog, replay
 
 FLUSH_EVERY_STEPS = 50
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from folio.errors import FolioError
+from folio.errors import FolioError, first_line
 from folio.fileio import atomic_path
 from folio.model import GPTConfig, create_model
 
@@ -120,7 +120,7 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:  # truncated, corrupt, not a checkpoint
         if isinstance(err, OSError) and err.errno is not None:
             raise  # a real I/O error (permissions, ...), not a bad file
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0][:160]
+        reason = first_line(err).split(". ")[0]
         raise CheckpointError(f"{path} is not a readable checkpoint ({reason}): it is truncated or "
                               "corrupt; restore it (dvc checkout, dvc pull) or train again") from None
 

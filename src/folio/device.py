@@ -89,10 +89,6 @@ def enable_tf32(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)  # also seeds every CUDA device
-
-
 def make_deterministic(device: torch.device) -> None:
     """On CUDA, PyTorch's deterministic kernels (cuBLAS workspace, cuDNN, no autotuning); an op
     without one warns instead of failing. CPU kernels here are deterministic already, for a

@@ -8,3 +8,8 @@ from __future__ import annotations
 
 class FolioError(Exception):
     """An error the caller can fix: the message says what is wrong and what to do."""
+
+
+def first_line(err: BaseException, width: int = 160) -> str:
+    """The gist of an error from elsewhere (torch, MLflow) to quote inside a one-line message."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:width]

@@ -26,7 +26,7 @@ from folio import checkpoint, distributed
 from folio.config import TrainConfig
 from folio.data import BatchSampler, derive_seed
 from folio.device import autocast_for, enable_tf32, make_deterministic, pick_device, pick_dtype
-from folio.errors import FolioError
+from folio.errors import FolioError, first_line
 from folio.optim import lr_scale, make_optimizers, set_lr
 
 
@@ -105,12 +105,8 @@ def _maybe_compile(model, cfg: TrainConfig, device: torch.device, log):
     try:
         return torch.compile(model)
     except Exception as err:  # no Triton, unsupported platform: eager still trains
-        log(f"warning: torch.compile is unavailable ({_first_line(err)}); training in eager mode")
+        log(f"warning: torch.compile is unavailable ({first_line(err)}); training in eager mode")
         return model
-
-
-def _first_line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
 
 
 class Trainer:
@@ -171,7 +167,7 @@ class Trainer:
         except FolioError:
             raise
         except Exception as err:
-            self.log(f"warning: torch.compile failed at the first step ({_first_line(err)}); "
+            self.log(f"warning: torch.compile failed at the first step ({first_line(err)}); "
                      "training in eager mode")
             self.compiled, self.compile_unproven = self.model, False
             self.runner = self._wrap(self.model)
