@@ -1,7 +1,9 @@
 """The tracking server goes away mid-run, for real: `folio train` against a real `mlflow server`
 keeps training while the server is stopped, spools the metrics to disk with one warning line, and
 sends them once a server answers again on the same port (same store), so the run's history holds
-every step; the stage ends cleanly. Also: what a process could not send is sent by the next one."""
+every step; the stage ends cleanly. A run that ends while the server is away stops with one line
+and is completed — metrics and artifacts, no training — by the next `folio train`. And what a
+process could not send is sent by the next one."""
 
 from __future__ import annotations
 
@@ -18,6 +20,13 @@ SETS = ["train.max_iters=100000", "train.max_seconds=20", "train.eval_interval=1
         "model.n_embd=64", "model.n_layer=2"]
 
 
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One backend store for the servers of this module: later starts skip its migrations."""
+    root = tmp_path_factory.mktemp("outage-store")
+    return f"sqlite:///{root / 'mlflow.db'}", root
+
+
 def _logged_steps(url: str, run_id: str) -> list[int]:
     history = servers.rest(url, "metrics/get-history", run_id=run_id, metric_key="train_loss",
                            max_results=100000)
@@ -29,11 +38,11 @@ def _run_id(project) -> str | None:
     return json.loads(path.read_text()).get("run_id") if path.exists() else None
 
 
-def test_training_goes_on_while_the_server_is_away_and_nothing_logged_is_lost(prepared_project, tmp_path):
+def test_training_goes_on_while_the_server_is_away_and_nothing_logged_is_lost(prepared_project, store, tmp_path):
     project = pp.clone(prepared_project, tmp_path / "folio")
-    backend, port = f"sqlite:///{tmp_path / 'mlflow.db'}", servers.free_port()
+    (backend, root), port = store, servers.free_port()
     url = f"http://127.0.0.1:{port}"
-    with servers.mlflow_server(backend, tmp_path, port=port):
+    with servers.mlflow_server(backend, root, port=port):
         training = pp.Training(project, SETS, tracking_uri=url)
         training.wait_for(lambda: _run_id(project) and len(_logged_steps(url, _run_id(project))) >= 100,
                           what="100 steps logged to the server")
@@ -41,7 +50,7 @@ def test_training_goes_on_while_the_server_is_away_and_nothing_logged_is_lost(pr
         before = training.checkpoint_step()
         training.wait_for(lambda: "does not answer" in training.output(), what="the outage warning")
         training.wait_for(lambda: training.checkpoint_step() >= before + 200, what="200 more steps")
-        with servers.mlflow_server(backend, tmp_path, port=port):
+        with servers.mlflow_server(backend, root, port=port):
             assert training.proc.wait(timeout=120) == 0, training.output()
             run_id = _run_id(project)
             steps = _logged_steps(url, run_id)
@@ -54,6 +63,36 @@ def test_training_goes_on_while_the_server_is_away_and_nothing_logged_is_lost(pr
     assert run["info"]["status"] == "FINISHED"
     assert output.count("does not answer") == 1 and "answers again" in output
     assert not list((project / ".folio" / "spool").glob("*.jsonl"))  # all sent
+
+
+def test_a_run_that_ends_while_the_server_is_away_is_completed_by_the_next_train(prepared_project, store, tmp_path):
+    """Training ends before the server is back: one error line, checkpoints saved; the next
+    `folio train` sends the spool and the artifacts without training again."""
+    project = pp.clone(prepared_project, tmp_path / "folio")
+    (backend, root), port = store, servers.free_port()
+    url = f"http://127.0.0.1:{port}"
+    sets = ["train.max_iters=100000", "train.max_seconds=4", "train.eval_interval=100"]
+    with servers.mlflow_server(backend, root, port=port):
+        training = pp.Training(project, sets, tracking_uri=url)
+        training.wait_for(lambda: _run_id(project) and _logged_steps(url, _run_id(project)),
+                          what="a step logged to the server")
+    try:
+        assert training.proc.wait(timeout=120) == 1
+    finally:
+        training.kill()
+    (line,) = [l for l in training.output().splitlines() if l.startswith("error:")]
+    assert line.startswith("error: train: training finished (models/best.pt is saved), but MLflow at ")
+    assert "rerun `folio train` (or `dvc repro`) once it answers" in line
+    trained_to = json.loads((project / "models/run.json").read_text())
+    with servers.mlflow_server(backend, root, port=port):
+        output = pp.run(project, "folio", "train", *(f"--set={s}" for s in sets), tracking_uri=url)
+        steps = _logged_steps(url, trained_to["run_id"])
+        artifacts = servers.rest(url, "artifacts/list", run_id=trained_to["run_id"], path="checkpoint")
+    assert "resuming from step" in output and "train: 1/" not in output.split("resuming from step")[1]
+    last_step = int((project / "reports/train/steps.csv").read_text().splitlines()[-1].split(",")[0])
+    assert steps == list(range(1, last_step + 1))
+    assert [f["path"] for f in artifacts["files"]] == ["checkpoint/best.pt"]
+    assert json.loads((project / "models/run.json").read_text())["finished"] is True
 
 
 def test_what_one_process_spooled_the_next_one_sends(tmp_path, monkeypatch):

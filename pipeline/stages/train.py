@@ -114,7 +114,11 @@ def train_tracked(params: Params, tokenizer, record: dict, claim: resume.Claim, 
         run.abort("FAILED")
         raise
     reports.write_history(result.history)
-    run.finish(result)
+    try:
+        run.finish(result)
+    except StageError:  # the server is away: keep what was logged, end the run as far as it can
+        run.abort("FAILED")
+        raise
     resume.mark_finished(run_id)
     log(f"trained {result.step} steps in {result.seconds:.0f}s ({result.stop_reason}); "
         f"best val loss {result.best_val_loss:.4f}")

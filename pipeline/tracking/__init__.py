@@ -24,8 +24,9 @@ from pipeline.errors import StageError
 EXPERIMENT = "folio"
 HEALTH_TIMEOUT_SECONDS = 3
 # MLflow retries a failing request 7 times with backoff factor 2 (minutes) and waits 120 s for an
-# answer; a dead server should fail a stage in seconds. Explicit settings in the environment win.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+# answer; a dead server should fail a stage in seconds (training spools instead: spool.py), so
+# here a request is retried twice, about 2 s in all. Explicit settings in the environment win.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
 
 

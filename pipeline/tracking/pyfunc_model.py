@@ -8,7 +8,7 @@ library, never the rest of `pipeline`.
 Artifacts: `checkpoint` (weights-only: model, model_config, tokenizer info, step) and `tokenizer`
 (a folio tokenizer directory). Input: prompt strings — MLflow hands them over as a one-column
 DataFrame (the DataFrame type hint keeps MLflow on the logged signature instead of inferring one).
-Params, declared in the signature that pipeline/registry.py writes: max_new_tokens, temperature,
+Params, declared in the signature that pipeline/tracking/registry.py writes: max_new_tokens, temperature,
 top_k, top_p, seed. A param left at None uses folio.generate's default.
 """
 
