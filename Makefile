@@ -6,6 +6,8 @@ PYTHON ?= python3
 # torch is pinned to the CPU wheel: an unpinned torch pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 MLFLOW_PORT ?= 5000
+# test files run two at a time (pytest-xdist); a file's tests stay together, in one process
+TEST_WORKERS ?= 2
 
 # No phone-home: these hang or slow things down offline.
 export GX_ANALYTICS_ENABLED := false
@@ -28,7 +30,7 @@ repro: setup
 	dvc repro
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ui: setup
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT)

@@ -1,13 +1,14 @@
 """The tracking server goes away mid-run, for real: `folio train` against a real `mlflow server`
 keeps training while the server is stopped, spools the metrics to disk with one warning line, and
 sends them once a server answers again on the same port (same store), so the run's history holds
-every step; the stage ends cleanly. A run that ends while the server is away stops with one line
+every step (then Ctrl-C: what was logged is kept, the run is marked KILLED). A run that ends while the server is away stops with one line
 and is completed — metrics and artifacts, no training — by the next `folio train`. And what a
 process could not send is sent by the next one."""
 
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
 
@@ -16,8 +17,7 @@ from tests import pipeline_project as pp
 from tests import servers
 
 pytestmark = pytest.mark.e2e
-SETS = ["train.max_iters=100000", "train.max_seconds=20", "train.eval_interval=100",
-        "model.n_embd=64", "model.n_layer=2"]
+SETS = ["train.max_iters=100000", "train.eval_interval=100", "model.n_embd=64", "model.n_layer=2"]
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,8 @@ def store(tmp_path_factory):
     return f"sqlite:///{root / 'mlflow.db'}", root
 
 
-def _logged_steps(url: str, run_id: str) -> list[int]:
-    history = servers.rest(url, "metrics/get-history", run_id=run_id, metric_key="train_loss",
+def _logged_steps(url: str, run_id: str, metric: str = "train_loss") -> list[int]:
+    history = servers.rest(url, "metrics/get-history", run_id=run_id, metric_key=metric,
                            max_results=100000)
     return sorted(m["step"] for m in history.get("metrics", []))
 
@@ -39,29 +39,36 @@ def _run_id(project) -> str | None:
 
 
 def test_training_goes_on_while_the_server_is_away_and_nothing_logged_is_lost(prepared_project, store, tmp_path):
+    """Each wait is on the run's own progress, not on wall time: the test holds on a busy machine."""
     project = pp.clone(prepared_project, tmp_path / "folio")
     (backend, root), port = store, servers.free_port()
     url = f"http://127.0.0.1:{port}"
     with servers.mlflow_server(backend, root, port=port):
         training = pp.Training(project, SETS, tracking_uri=url)
-        training.wait_for(lambda: _run_id(project) and len(_logged_steps(url, _run_id(project))) >= 100,
-                          what="100 steps logged to the server")
+        training.wait_for(lambda: _run_id(project) and len(_logged_steps(url, _run_id(project))) >= 50,
+                          what="50 steps logged to the server")
     try:  # the server is stopped: training must go on
-        before = training.checkpoint_step()
         training.wait_for(lambda: "does not answer" in training.output(), what="the outage warning")
-        training.wait_for(lambda: training.checkpoint_step() >= before + 200, what="200 more steps")
+        during = training.checkpoint_step()
+        training.wait_for(lambda: training.checkpoint_step() > during, what="a checkpoint during the outage")
         with servers.mlflow_server(backend, root, port=port):
-            assert training.proc.wait(timeout=120) == 0, training.output()
+            training.wait_for(lambda: "answers again" in training.output(), timeout=180,
+                              what="the spool sent")
             run_id = _run_id(project)
+            sent = len(_logged_steps(url, run_id))
+            training.wait_for(lambda: len(_logged_steps(url, run_id)) > sent, what="more steps logged")
+            training.proc.send_signal(signal.SIGINT)  # Ctrl-C: what was logged is kept too
+            assert training.proc.wait(timeout=120) == 1, training.output()
             steps = _logged_steps(url, run_id)
             run = servers.rest(url, "runs/get", run_id=run_id)["run"]
     finally:
         training.kill()
     output = training.output()
-    last_step = json.loads((project / "reports/train/steps.csv").read_text().splitlines()[-1].split(",")[0])
-    assert steps == list(range(1, last_step + 1))  # every step, the outage's included
-    assert run["info"]["status"] == "FINISHED"
-    assert output.count("does not answer") == 1 and "answers again" in output
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) > during  # every step, the outage's too
+    assert run["info"]["status"] == "KILLED"
+    assert output.count("does not answer") == 1
+    (line,) = [l for l in output.splitlines() if l.startswith("error:")]
+    assert line.startswith("error: train: interrupted; rerun the command")
     assert not list((project / ".folio" / "spool").glob("*.jsonl"))  # all sent
 
 
@@ -71,11 +78,11 @@ def test_a_run_that_ends_while_the_server_is_away_is_completed_by_the_next_train
     project = pp.clone(prepared_project, tmp_path / "folio")
     (backend, root), port = store, servers.free_port()
     url = f"http://127.0.0.1:{port}"
-    sets = ["train.max_iters=100000", "train.max_seconds=4", "train.eval_interval=100"]
+    sets = ["train.max_iters=100000", "train.max_seconds=8", "train.eval_interval=100"]
     with servers.mlflow_server(backend, root, port=port):
         training = pp.Training(project, sets, tracking_uri=url)
-        training.wait_for(lambda: _run_id(project) and _logged_steps(url, _run_id(project)),
-                          what="a step logged to the server")
+        training.wait_for(lambda: _run_id(project) and _logged_steps(url, _run_id(project), "eval_val_loss"),
+                          what="the first evaluation logged to the server")
     try:
         assert training.proc.wait(timeout=120) == 1
     finally:
@@ -88,11 +95,13 @@ def test_a_run_that_ends_while_the_server_is_away_is_completed_by_the_next_train
         output = pp.run(project, "folio", "train", *(f"--set={s}" for s in sets), tracking_uri=url)
         steps = _logged_steps(url, trained_to["run_id"])
         artifacts = servers.rest(url, "artifacts/list", run_id=trained_to["run_id"], path="checkpoint")
+        status = servers.rest(url, "runs/get", run_id=trained_to["run_id"])["run"]["info"]["status"]
     assert "resuming from step" in output and "train: 1/" not in output.split("resuming from step")[1]
     last_step = int((project / "reports/train/steps.csv").read_text().splitlines()[-1].split(",")[0])
     assert steps == list(range(1, last_step + 1))
     assert [f["path"] for f in artifacts["files"]] == ["checkpoint/best.pt"]
     assert json.loads((project / "models/run.json").read_text())["finished"] is True
+    assert status == "FINISHED"
 
 
 def test_what_one_process_spooled_the_next_one_sends(tmp_path, monkeypatch):
