@@ -36,10 +36,14 @@ class Section(BaseModel):
 
 
 class DataParams(Section):
-    name: str = Field("tinyshakespeare", pattern=r"^[A-Za-z0-9_.-]+$", description="corpus name; the file is data/raw/<name>.txt")
-    url: str = Field(min_length=1, description="where the corpus is downloaded from: http(s)://, file:///abs/path or a path")
-    sha256: str = Field(pattern=r"^([0-9a-f]{64})?$", description="expected sha256 of the corpus; empty: computed and recorded in data/raw/<name>.json")
-    val_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="tail fraction of the text kept for validation")
+    name: str = Field("tinyshakespeare", pattern=r"^[A-Za-z0-9_.-]+$", description="corpus name; its files go to data/raw/<name>/, its manifest to data/raw/<name>.json")
+    url: str = Field(min_length=1, description="where the corpus comes from: an http(s):// or file:// URL or a path naming one file, a directory (every file of a known format inside, recursively) or a glob")
+    sha256: str = Field(pattern=r"^([0-9a-f]{64})?$", description="expected sha256 of the corpus (of the file; for several files, of the manifest); empty: computed and recorded in data/raw/<name>.json")
+    format: Literal["auto", "txt", "jsonl", "parquet"] = Field("auto", description="auto = from each file's suffix (.txt, .jsonl, .parquet, each maybe .gz or .zst; a single file of another suffix is text)")
+    text_field: str = Field("text", min_length=1, description="the JSONL field or Parquet column holding each document's text")
+    split: Literal["auto", "tail", "documents"] = Field("auto", description="tail: the last val_fraction of the characters is val; documents: a seeded val_fraction of the documents; auto: documents when there are at least 10 / val_fraction of them, else tail")
+    seed: int = Field(1337, description="seeds which documents are val and the tokenizer's training sample")
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="share of the corpus kept for validation (see data.split)")
 
     @field_validator("url")
     @classmethod
@@ -81,6 +85,7 @@ class TokenizerParams(Section):
     kind: str = Field("char", pattern=r"^(char|bpe|word|tiktoken:[\w.-]+)$",
                       description="char, bpe, word or tiktoken:<encoding name>")
     vocab_size: int = Field(1024, ge=2, description="vocabulary size for bpe and word (char and tiktoken have their own)")
+    max_train_chars: int = Field(100_000_000, ge=1, description="bpe and word learn from at most this many characters of the train split, a sample drawn with data.seed (char reads every character)")
 
     @model_validator(mode="after")
     def bpe_needs_the_bytes(self):
@@ -165,8 +170,14 @@ class TrainParams(Section):
         return self
 
 
+class PrepareParams(Section):
+    workers: int = Field(0, ge=0, description="encoding processes; 0 = one per CPU core")
+    shard_tokens: int = Field(100_000_000, ge=1024, description="tokens per shard file (data/prepared/<split>-NNNNN.bin)")
+
+
 class EvaluateParams(Section):
     batch_size: int = Field(32, ge=1, description="windows per forward pass over the val split")
+    max_tokens: int | None = Field(200_000, ge=1, description="evaluate at most this many val tokens, in windows evenly spaced over the split (the same ones every run); null or a larger value = the whole split")
 
 
 class SampleParams(Section):
@@ -210,6 +221,7 @@ class Params(Section):
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
     validate_tokens: ValidateTokensParams = ValidateTokensParams()
     tokenizer: TokenizerParams = TokenizerParams()
+    prepare: PrepareParams = PrepareParams()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()

@@ -79,12 +79,12 @@ STAGE_TEXT = "".join(f"Line {i}: the quick brown fox, número {i % 7} — jumps!
 
 @pytest.fixture
 def stage_project(tmp_path, monkeypatch):
-    """A project directory (the cwd) with its own MLflow store and data/raw/t.txt, for running
+    """A project directory (the cwd) with its own MLflow store and data/raw/t/t.txt, for running
     stage `main()`s in-process with `data.name: t`."""
     from pipeline import artifacts
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    artifacts.RAW_DIR.mkdir(parents=True)
+    artifacts.raw_dir("t").mkdir(parents=True)
     artifacts.raw_corpus("t").write_text(STAGE_TEXT, encoding="utf-8")
     return tmp_path

@@ -166,7 +166,7 @@ def test_a_python_source_corpus_passes_both_gates(baseline):
     assert corpus["success"] and tokens["success"]
     assert corpus["stats"]["distinct_characters"] == tokens["stats"]["vocab_size"]
     record = json.loads((baseline / f"data/raw/{NAME}.json").read_text())
-    raw = (baseline / f"data/raw/{NAME}.txt").read_bytes()
+    raw = (baseline / f"data/raw/{NAME}/{NAME}.txt").read_bytes()
     assert record["sha256"] == hashlib.sha256(raw).hexdigest() and record["pinned"] is False
     for suite in ("corpus", "tokens"):
         assert (baseline / f"reports/validation/{suite}/docs/index.html").exists()

@@ -168,7 +168,9 @@ def test_an_empty_sha256_is_computed_recorded_and_logged(tmp_path, monkeypatch, 
     params = validate({"data": {"name": "mine", "url": "mine.txt", "sha256": ""}})
     download.main(params)
     record = json.loads(artifacts.raw_record("mine").read_text())
-    assert record == {"sha256": DIGEST, "bytes": len(BODY), "source": "mine.txt", "pinned": False}
+    assert record == {"sha256": DIGEST, "bytes": len(BODY), "source": "mine.txt", "pinned": False,
+                      "documents": 1, "files": [{"path": "mine.txt", "format": "txt", "compression": None,
+                                                 "bytes": len(BODY), "sha256": DIGEST, "documents": 1}]}
     assert artifacts.raw_corpus("mine").read_bytes() == BODY
     assert DIGEST in capsys.readouterr().err
     assert corpus.record(params.data) == record  # what train logs to MLflow

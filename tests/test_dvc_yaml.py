@@ -64,7 +64,7 @@ def test_declared_outputs_are_the_paths_the_code_writes():
     outs = {name: {_resolve(p) for p in _paths(s.get("outs", []) + s.get("metrics", []) + s.get("plots", []))}
             for name, s in DVC.items()}
     name = PARAMS["data"]["name"]
-    assert outs["download"] == {str(artifacts.raw_corpus(name)), str(artifacts.raw_record(name))}
+    assert outs["download"] == {str(artifacts.raw_dir(name)), str(artifacts.raw_record(name))}
     assert outs["validate"] == {str(artifacts.validation_dir("corpus"))}
     assert outs["tokenize"] == {str(artifacts.TOKENIZER_DIR)}
     assert outs["prepare"] == {str(artifacts.PREPARED_DIR)}

@@ -82,9 +82,9 @@ def _run_id(project: Path) -> str:
 
 def test_repro_runs_every_stage_and_writes_every_output(project, first_repro):
     assert _ran(first_repro["output"]) == set(STAGES)
-    for out in ["data/raw/tinyshakespeare.txt", "data/raw/tinyshakespeare.json",
+    for out in ["data/raw/tinyshakespeare/tinyshakespeare.txt", "data/raw/tinyshakespeare.json",
                 "reports/validation/corpus/corpus.json", "reports/validation/tokens/tokens.json",
-                "data/tokenizer/tokenizer.json", "data/prepared/train.bin", "data/prepared/val.bin",
+                "data/tokenizer/tokenizer.json", "data/prepared/train-00000.bin", "data/prepared/val-00000.bin",
                 "data/prepared/meta.json", "models/best.pt", "models/last.pt", "models/run.json",
                 "reports/train/steps.csv", "reports/train/evals.csv", "reports/train/loss.png",
                 "reports/metrics.json", "reports/samples.md", "reports/model_card.md",

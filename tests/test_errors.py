@@ -59,7 +59,7 @@ def test_a_stage_before_the_stage_it_needs(tmp_path):
     shutil.copyfile(PROJECT / "params.yaml", tmp_path / "params.yaml")
     for stage, missing, maker in (("train", "data/tokenizer/tokenizer.json", "tokenize"),
                                   ("evaluate", "data/tokenizer/tokenizer.json", "tokenize"),
-                                  ("validate", "data/raw/tinyshakespeare.txt", "download")):
+                                  ("validate", "data/raw/tinyshakespeare", "download")):
         code, output = folio(tmp_path, stage)
         assert_one_line_error(code, output, stage, f"{missing} not found", f"run `folio {maker}`")
 

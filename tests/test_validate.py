@@ -22,8 +22,9 @@ SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared/data/tinyshakespeare
 def run_stage(tmp_path: Path, monkeypatch, corpus: bytes, **thresholds) -> tuple[dict, str | None]:
     """Validate `corpus` in a fresh project dir; return corpus.json and the error message (None if it passed)."""
     monkeypatch.chdir(tmp_path)
-    artifacts.RAW_DIR.mkdir(parents=True, exist_ok=True)
+    artifacts.raw_dir("t").mkdir(parents=True, exist_ok=True)
     artifacts.raw_corpus("t").write_bytes(corpus)
+    artifacts.raw_record("t").unlink(missing_ok=True)
     params = validate({"data": {"name": "t", "url": "file:///x", "sha256": "0" * 64}, "validate": thresholds})
     try:
         main(params)
@@ -73,12 +74,12 @@ def test_tiny_shakespeare_passes_with_default_thresholds(tmp_path, monkeypatch):
     assert report["success"] and failed_checks(report) == []
     assert [e["name"] for e in report["expectations"]] == [
         "utf8", "not_lfs_pointer", "not_binary", "control", "printable", "markup", "min_bytes", "min_lines",
-        "line_length", "mean_line_length", "duplicates", "distinct_chars"]
+        "line_length", "mean_line_length", "duplicates", "distinct_chars", "documents"]
     stats = report["stats"]
     assert stats["bytes"] == 1_115_394 and stats["lines"] == 40_000 and stats["distinct_characters"] == 65
     assert 0.05 < stats["duplicate_fraction"] < 0.1  # speaker names and refrains, not copies
     index = (tmp_path / "reports/validation/corpus/docs/index.html").read_text(encoding="utf-8")
-    assert "corpus_lines" in index and "corpus_stats" in index  # both validation results are listed
+    assert "corpus_files" in index and "corpus_stats" in index  # both validation results are listed
     assert list((tmp_path / "reports/validation/corpus/docs/validations").rglob("*.html"))
 
 

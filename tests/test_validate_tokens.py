@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from folio.data import write_tokens
@@ -31,7 +32,7 @@ def _params(**overrides):
 def prepared(tmp_path, monkeypatch):
     """A project whose corpus went through the real tokenize and prepare stages."""
     monkeypatch.chdir(tmp_path)
-    artifacts.RAW_DIR.mkdir(parents=True)
+    artifacts.raw_dir("t").mkdir(parents=True)
     artifacts.raw_corpus("t").write_text(TEXT, encoding="utf-8")
 
     def run(**overrides):
@@ -69,9 +70,9 @@ def test_good_tokens_pass(prepared):
 def test_ids_outside_the_vocabulary_fail(prepared):
     params = prepared()
     meta = json.loads(artifacts.PREPARED_META.read_text())
-    val = prepared_files.load_split("val").numpy()
+    val = np.array(prepared_files.load_split("val").shards[0])
     val[7] = meta["vocab_size"]  # one past the last id
-    write_tokens(artifacts.prepared_split("val"), val, meta["dtype"])
+    write_tokens(artifacts.prepared_shard(meta["shards"]["val"][0]["file"]), val, meta["dtype"])
     report, error = check(params)
     assert "val_ids_in_range" in failed(report) and "train_ids_in_range" not in failed(report)
     assert f"of val token ids are outside [0, {meta['vocab_size']})" in error

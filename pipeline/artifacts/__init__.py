@@ -58,18 +58,25 @@ def require(path: Path, made_by: str) -> Path:
     return Path(path)
 
 
-def raw_corpus(name: str) -> Path:
-    return RAW_DIR / f"{name}.txt"
+def raw_dir(name: str) -> Path:
+    """data/raw/<name>/: the corpus files, as download copied them (their paths below the source)."""
+    return RAW_DIR / name
+
+
+def raw_corpus(name: str, suffix: str = ".txt") -> Path:
+    """Where a single-file corpus lives: data/raw/<name>/<name><suffix>."""
+    return raw_dir(name) / f"{name}{suffix}"
 
 
 def raw_record(name: str) -> Path:
-    """data/raw/<name>.json: the sha256, size and source of the downloaded corpus."""
+    """data/raw/<name>.json: the corpus manifest (each file's path, bytes, sha256, documents; the
+    digest over them; the source)."""
     return RAW_DIR / f"{name}.json"
 
 
-def prepared_split(split: str) -> Path:
-    """data/prepared/train.bin or val.bin."""
-    return PREPARED_DIR / f"{split}.bin"
+def prepared_shard(file: str) -> Path:
+    """data/prepared/<split>-NNNNN.bin, named in meta.json."""
+    return PREPARED_DIR / file
 
 
 def validation_dir(suite: str) -> Path:

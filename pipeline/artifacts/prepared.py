@@ -1,12 +1,13 @@
-"""data/prepared/: the encoded splits (train.bin, val.bin) and meta.json (counts, dtype, tokenizer)."""
+"""data/prepared/: the token shards (<split>-NNNNN.bin) and meta.json (shards, counts, dtype, tokenizer)."""
 
 from __future__ import annotations
 
 import json
 
-from folio.data import read_tokens, write_tokens
+from folio.data import TokenSplit
 from folio.fileio import write_json
-from pipeline.artifacts import PREPARED_META, prepared_split, require
+from pipeline.artifacts import PREPARED_META, prepared_shard, require
+from pipeline.errors import StageError
 
 
 def read_meta() -> dict:
@@ -17,11 +18,21 @@ def write_meta(meta: dict) -> None:
     write_json(PREPARED_META, meta)
 
 
-def write_split(split: str, ids, dtype) -> None:
-    write_tokens(prepared_split(split), ids, dtype)
+def shard_paths(split: str, meta: dict | None = None) -> list:
+    """The split's shard files, each checked against the size meta.json gives it."""
+    meta = meta or read_meta()
+    paths = []
+    for shard in meta["shards"][split]:
+        path = prepared_shard(shard["file"])
+        expected = shard["tokens"] * (2 if meta["dtype"] == "uint16" else 4)
+        if not path.exists() or path.stat().st_size != expected:
+            raise StageError(f"{path} is missing or not the size meta.json says ({expected:,} bytes): "
+                             "the shards are partial; run `folio prepare` (or `dvc repro`) again")
+        paths.append(path)
+    return paths
 
 
-def load_split(split: str):
-    """One prepared split as an int64 tensor, read with the dtype prepare chose."""
-    meta = read_meta()
-    return read_tokens(require(prepared_split(split), "prepare"), meta["dtype"])
+def load_split(split: str, meta: dict | None = None) -> TokenSplit:
+    """One prepared split, memory-mapped, with the dtype prepare chose."""
+    meta = meta or read_meta()
+    return TokenSplit.open(shard_paths(split, meta), meta["dtype"])

@@ -1,33 +1,42 @@
 """The corpus suite: is the raw corpus plain text worth training on, in any language or
 programming language? (thresholds in params.yaml under `validate:`)
-  utf8              the file decodes as UTF-8 (observed: byte offset of the first invalid sequence)
-  not_lfs_pointer   the file is not a Git LFS pointer standing in for the real file
-  not_binary        no NUL bytes (binary data, or UTF-16/32 text)
+  utf8              every file decodes as UTF-8 (observed: byte offset of the first invalid sequence)
+  not_lfs_pointer   no file is a Git LFS pointer standing in for the real file
+  not_binary        no NUL characters (binary data, or UTF-16/32 text)
   control           few lines hold control characters other than tab, CR and form feed
   printable         nearly every character is printable or whitespace
   markup            few lines look like HTML/XML tags (an error page served instead of the file)
-  min_bytes         at least validate.min_bytes bytes
+  min_bytes         at least validate.min_bytes bytes of text
   min_lines         at least validate.min_lines lines
   line_length       few lines longer than validate.max_line_length characters
   mean_line_length  lines are not shredded to a word or a character each
   duplicates        little of the text sits in lines repeating an earlier line
   distinct_chars    the character vocabulary is neither degenerate nor a logography's
+  documents         every file holds at least one document
 
-GX has no text expectations, so the corpus becomes two DataFrames: one row per line, and one row of
-file statistics computed in plain Python (size, NUL bytes, first invalid UTF-8 byte, ...).
+The corpus is read once, streamed in bounded pieces (folio.corpus), whatever its size: every
+statistic is exact but duplicates, which keeps 64-bit line hashes (never the lines) of every
+line up to DUPLICATES_EXACT_BYTES of corpus, and past that of the lines whose hash falls in a
+1/k sample, so the memory stays bounded; the report says which (`stats.duplicates_sampled`).
+GX then checks two DataFrames: one row of corpus statistics and one row per file.
 
 Writes reports/validation/corpus/corpus.json (success; per check the observed value, threshold and
 result; corpus stats) and GX Data Docs in reports/validation/corpus/docs/ (open index.html). On
-failure both are written first, then CorpusValidationError names every failed check, so
-`dvc repro` stops before the tokenizer is built.
+failure both are written first, then CorpusValidationError names every failed check with the file
+and line where it first fails, so `dvc repro` stops before the tokenizer is built. A file that
+cannot be read at all (a truncated gzip, a broken JSONL line, a Parquet file without the text
+column) stops the stage at once, naming the file.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections import Counter
+import zlib
 
+import numpy as np
+
+from folio import corpus as corpus_files
 from pipeline.gates import expectations
 from pipeline.gates.expectations import Expectation, clip, percent
 from pipeline.params import ValidateParams
@@ -54,6 +63,11 @@ class CorpusValidationError(expectations.ValidationFailed):
 SUITE = expectations.Suite("corpus", "corpus validation", CorpusValidationError)
 
 
+DUPLICATES_EXACT_BYTES = 256 * 10**6  # past this much text, duplicates are estimated over a hash sample
+EXAMPLE_TEXTS = 10_000  # repeated lines whose text is kept for the "most repeated" example
+CODE_POINTS = 0x110000
+
+
 def _printable(ch: str) -> bool:
     # U+FFFD is what decoding put in place of invalid bytes (or what an earlier bad decode left)
     return ch in "\t\n\r\f" or (unicodedata.category(ch) not in NOT_TEXT and ch != "\ufffd")
@@ -65,178 +79,282 @@ def lfs_pointer(raw: bytes) -> str | None:
     return f"oid {match[1].decode()}, size {int(match[2]):,} bytes" if match else None
 
 
-def duplicate_fraction(lines: list[str]) -> float:
-    """The share of the text in lines that repeat an earlier line: lines are compared stripped, and
-    weighted by their characters, so blank lines, braces and a play's speaker names weigh little.
-    Tiny Shakespeare: 7%; Python's standard library: 16%; a file appended to itself: over 50%."""
-    seen, repeated, total = set(), 0, 0
-    for line in map(str.strip, lines):
-        total += len(line)
-        if line in seen:
-            repeated += len(line)
-        seen.add(line)
-    return round(repeated / total, 6) if total else 0.0
+class Duplicates:
+    """The share of the text in lines repeating an earlier one: Σ (occurrences − 1) × length over
+    distinct stripped lines, divided by the characters of all stripped lines. A line is known by a
+    64-bit key (crc32 and adler32 of its bytes: the same in every process, unlike hash()). With `every` = k > 1
+    only lines whose crc32 is a multiple of k are counted: every occurrence of a sampled line
+    is, so the share stays an unbiased estimate while the table holds 1/k of the lines."""
+
+    def __init__(self, every: int):
+        self.every, self.seen, self.repeats, self.texts = every, set(), {}, {}
+        self.repeated = self.total = 0
+
+    def add_lines(self, lines: list[str]) -> None:
+        """Count every stripped non-blank line of `lines` (one loop, locals only: it runs per line)."""
+        every, seen, repeats, texts = self.every, self.seen, self.repeats, self.texts
+        crc32, adler32 = zlib.crc32, zlib.adler32
+        repeated = total = 0
+        for line in lines:
+            line = line.strip()
+            if not line:
+                continue
+            data = line.encode("utf-8", "surrogatepass")
+            crc = crc32(data)
+            if every > 1 and crc % every:
+                continue
+            total += len(line)
+            key = crc | (adler32(data) << 32)
+            if key in seen:
+                repeated += len(line)
+                repeats[key] = repeats.get(key, 1) + 1
+                if len(texts) < EXAMPLE_TEXTS:
+                    texts.setdefault(key, line)
+            else:
+                seen.add(key)
+        self.repeated += repeated
+        self.total += total
+
+    def fraction(self) -> float:
+        return round(self.repeated / self.total, 6) if self.total else 0.0
+
+    def most_repeated(self) -> str | None:
+        if not self.repeats:
+            return None
+        key = max(self.repeats, key=lambda k: (self.repeats[k], k in self.texts))
+        return f"most repeated: {clip(self.texts.get(key, '(text not kept)'), 50)} ×{self.repeats[key]:,}"
 
 
-def profile(raw: bytes):
-    """The corpus as a DataFrame with one row per line (its text and length), and a dict of file statistics."""
-    import pandas as pd
+class Scan:
+    """Every statistic of the suite, accumulated piece by piece, with the first place each check fails."""
 
-    try:
-        text, bad_offset = raw.decode("utf-8"), None
-    except UnicodeDecodeError as err:  # check the rest anyway, with U+FFFD for the bad bytes
-        text, bad_offset = raw.decode("utf-8", errors="replace"), err.start
-    # split("\n"), not splitlines(): that also splits at \v \f \x1c.. and so would hide them
-    split = text.removesuffix("\n").split("\n") if text else []
-    lines = pd.DataFrame({"line": pd.Series(split, dtype=object), "length": pd.Series(map(len, split), dtype=int)})
-    chars = Counter(text)
-    stats = {
-        "bytes": len(raw),
-        "characters": len(text),
-        "lines": len(lines),
-        "distinct_characters": len(chars),
-        "longest_line": int(lines["length"].max()) if split else 0,
-        "mean_line_length": round(float(lines["length"].mean()), 1) if split else None,
-        "nul_bytes": raw.count(b"\0"),
-        "first_invalid_utf8_byte": bad_offset,
-        "lfs_pointer": lfs_pointer(raw),
-        "printable_fraction": round(sum(n for c, n in chars.items() if _printable(c)) / len(text), 6) if text else 1.0,
-        "duplicate_fraction": duplicate_fraction(split),
-    }
-    return lines, stats, chars
+    def __init__(self, p: ValidateParams, duplicates_every: int):
+        self.p = p
+        self.counts = np.zeros(CODE_POINTS, dtype=np.int64)  # occurrences of every code point
+        self.duplicates = Duplicates(duplicates_every)
+        self.lines = self.line_chars = self.text_bytes = self.long_lines = self.longest = 0
+        self.control_lines = self.markup_lines = 0
+        self.first_bad_utf8: int | None = None
+        self.examples: dict[str, str] = {}
+        self.files: list[dict] = []
+        self.control = re.compile(CONTROL)
+        self.markup = re.compile(MARKUP)
+
+    def example(self, check: str, text: str) -> None:
+        self.examples.setdefault(check, text)
+
+    def add_file(self, file, text_field: str) -> None:
+        row = {"path": file.name, "format": file.format, "documents": 0, "lines": 0,
+               "first_invalid_utf8_byte": None, "lfs_pointer": None, "nul_characters": 0}
+        with open(file.path, "rb") as raw:
+            row["lfs_pointer"] = lfs_pointer(raw.read(1024))
+        if row["lfs_pointer"]:
+            self.example("not_lfs_pointer", f"{file.name}: {row['lfs_pointer']}")
+
+        def bad_utf8(offset: int, line: int, following: bytes) -> None:
+            row["first_invalid_utf8_byte"] = offset
+            if self.first_bad_utf8 is None:
+                self.first_bad_utf8 = offset
+            self.example("utf8", f"line {line}: {following!r} in {file.name}")
+
+        newlines = [0]  # in the bytes read so far
+
+        def raw_bytes(block: bytes, offset: int) -> None:
+            if "not_binary" not in self.examples and (at := block.find(b"\0")) >= 0:
+                line = newlines[0] + block.count(b"\n", 0, at) + 1
+                self.example("not_binary", f"first at byte {offset + at:,}, line {line}: "
+                                           f"{block[at:at + 8]!r} in {file.name}")
+            newlines[0] += block.count(b"\n")
+
+        line_in_document = 0
+        for text, ends in corpus_files.pieces(file, text_field, on_bad_utf8=bad_utf8, on_bytes=raw_bytes):
+            self.add_text(text, file, row, line_in_document)
+            line_in_document += text.count("\n")
+            if ends:
+                row["documents"] += 1
+                line_in_document = 0
+        self.files.append(row)
+
+    def add_text(self, text: str, file, row: dict, line_base: int) -> None:
+        if not text:
+            return
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        piece_counts = np.bincount(codes)  # up to the highest code point present
+        self.counts[:len(piece_counts)] += piece_counts
+        row["nul_characters"] += int(piece_counts[0])
+        if piece_counts[0] and "not_binary" not in self.examples:
+            at = text.index("\0")
+            self.example("not_binary", f"first at line {line_base + text.count(chr(10), 0, at) + 1}: "
+                                       f"{clip(text[at:], 20)} in {file.name}")
+        self.text_bytes += len(text.encode("utf-8", "surrogatepass"))
+        lines = text.removesuffix("\n").split("\n")
+        where = self._where(file, line_base)
+        lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
+        self.lines += len(lines)
+        row["lines"] += len(lines)
+        self.line_chars += int(lengths.sum())
+        self.longest = max(self.longest, int(lengths.max()))
+        long = np.flatnonzero(lengths > self.p.max_line_length)
+        self.long_lines += len(long)
+        if len(long):
+            i = int(long[0])
+            self.example("line_length", f"first: {where(i)}, {len(lines[i]):,} characters: "
+                                        f"{clip(lines[i], 40)} in {file.name}")
+        if self.control.search(text):
+            self.control_lines += self._matching_lines(self.control, text, lines, "control", where, file.name)
+        self.markup_lines += self._matching_lines(self.markup, text, lines, "markup", where, file.name)
+        self.duplicates.add_lines(lines)
+        if "mean_line_length" not in self.examples:
+            self.example("mean_line_length", "first lines: " + ", ".join(map(clip, lines[:5])))
+
+    @staticmethod
+    def _where(file, line_base: int):
+        if file.format == "txt":
+            return lambda i: f"line {line_base + i + 1}"
+        return lambda i: f"document line {line_base + i + 1}"
+
+    def _matching_lines(self, regex, text: str, lines: list[str], check: str, where, name: str) -> int:
+        """Lines of `text` holding a match of `regex`, counted once each."""
+        count, line, position, last_line = 0, 0, 0, -1
+        for match in regex.finditer(text):
+            line += text.count("\n", position, match.start())
+            position = match.start()
+            if line != last_line:
+                count, last_line = count + 1, line
+                if check not in self.examples:
+                    column = match.start() - (text.rfind("\n", 0, match.start()) + 1)
+                    self.example(check, f"first at {where(line)}, column {column + 1}: "
+                                        f"{clip(lines[line][max(0, column - 20):])} in {name}")
+        return count
+
+    def stats(self) -> dict:
+        present = np.flatnonzero(self.counts)
+        printable = sum(int(self.counts[c]) for c in present if _printable(chr(c)))
+        characters = int(self.counts.sum())
+        return {
+            "bytes": self.text_bytes,
+            "characters": characters,
+            "lines": self.lines,
+            "files": len(self.files),
+            "documents": sum(f["documents"] for f in self.files),
+            "distinct_characters": len(present),
+            "longest_line": self.longest,
+            "mean_line_length": round(self.line_chars / self.lines, 1) if self.lines else 0.0,
+            "nul_bytes": int(self.counts[0]),
+            "first_invalid_utf8_byte": self.first_bad_utf8,
+            "lfs_pointer": next((f["lfs_pointer"] for f in self.files if f["lfs_pointer"]), None),
+            "printable_fraction": round(printable / characters, 6) if characters else 1.0,
+            "control_line_fraction": round(self.control_lines / self.lines, 6) if self.lines else 0.0,
+            "markup_line_fraction": round(self.markup_lines / self.lines, 6) if self.lines else 0.0,
+            "long_line_fraction": round(self.long_lines / self.lines, 6) if self.lines else 0.0,
+            "duplicate_fraction": self.duplicates.fraction(),
+            "duplicates_sampled": (f"1/{self.duplicates.every} of distinct lines (by hash)"
+                                   if self.duplicates.every > 1 else "exact"),
+        }
+
+    def rarest(self, keep) -> str:
+        present = [int(c) for c in np.flatnonzero(self.counts) if keep(chr(c))]
+        present.sort(key=lambda c: self.counts[c])
+        return "e.g. " + ", ".join(f"{chr(c)!r} ×{int(self.counts[c]):,}" for c in present[:5])
 
 
-def _byte_example(raw: bytes, offset: int) -> str:
-    line = raw.count(b"\n", 0, offset) + 1
-    return f"line {line}: {raw[offset:offset + 8]!r}"
+def scan(p: ValidateParams, files: list, text_field: str, total_bytes: int, progress=None) -> Scan:
+    every = max(1, -(-total_bytes // DUPLICATES_EXACT_BYTES))
+    result = Scan(p, every)
+    for file in files:
+        result.add_file(file, text_field)
+        if progress:
+            progress(file)
+    return result
 
 
-def _nul_example(raw: bytes) -> str:
-    offset = raw.find(b"\0")
-    return f"first at byte {offset:,}, {_byte_example(raw, offset)}"
-
-
-def _regex_example(lines, regex: str):
-    """Where `regex` first matches, with the line clipped around the match."""
-    pattern = re.compile(regex)
-
-    def example() -> str | None:
-        for line_number, line in enumerate(lines["line"], 1):
-            if match := pattern.search(line):
-                column = match.start()
-                return f"first at line {line_number}, column {column + 1}: {clip(line[max(0, column - 20):])}"
-        return None
-
-    return example
-
-
-def _long_line_example(lines, limit: int):
-    def example() -> str | None:
-        for line_number, line in enumerate(lines["line"], 1):
-            if len(line) > limit:
-                return f"first: line {line_number}, {len(line):,} characters: {clip(line, 40)}"
-        return None
-
-    return example
-
-
-def _most_repeated(lines) -> str:
-    line, count = Counter(s for s in map(str.strip, lines["line"]) if s).most_common(1)[0]
-    return f"most repeated: {clip(line, 50)} ×{count:,}"
-
-
-def _rarest(chars: Counter, keep) -> str:
-    shown = [f"{c!r} ×{n:,}" for c, n in sorted(chars.items(), key=lambda cn: cn[1]) if keep(c)][:5]
-    return "e.g. " + ", ".join(shown)
-
-
-def build_suite(p: ValidateParams, raw: bytes, lines, stats: dict, chars: Counter) -> list[Expectation]:
+def build_suite(p: ValidateParams, result: Scan, stats: dict) -> list[Expectation]:
     """The corpus suite: one Expectation per check, observed values in the units of its threshold."""
     import great_expectations.expectations as gxe
-
-    def at_most(fraction: float) -> float:  # GX's `mostly`: the fraction of rows that must pass
-        return 1.0 - fraction
 
     def stat(column: str, **bounds):
         return gxe.ExpectColumnValuesToBeBetween(column=column, **bounds)
 
+    def example(check: str):
+        return lambda: result.examples.get(check)
+
     utf8 = stats["first_invalid_utf8_byte"]
+    empty = [f["path"] for f in result.files if not f["documents"]]
     return [
         Expectation("utf8", "stats", gxe.ExpectColumnValuesToBeNull(column="first_invalid_utf8_byte"),
-                    "byte offset of the first invalid UTF-8 sequence (none: the file decodes)", "valid",
+                    "byte offset of the first invalid UTF-8 sequence (none: the files decode)", "valid",
                     "not valid UTF-8: first invalid byte at offset {o:,}", utf8,
-                    lambda: _byte_example(raw, utf8), lambda o: "valid" if o is None else f"bad byte at {o:,}"),
+                    example("utf8"), lambda o: "valid" if o is None else f"bad byte at {o:,}"),
         Expectation("not_lfs_pointer", "stats", gxe.ExpectColumnValuesToBeNull(column="lfs_pointer"),
-                    "the Git LFS pointer the file holds instead of the corpus, if any", "not a pointer",
+                    "the Git LFS pointer a file holds instead of the corpus, if any", "not a pointer",
                     "the file is a Git LFS pointer ({o}), not the file it points to: download the "
                     "real file (`git lfs pull`, or the host's LFS/media URL)", stats["lfs_pointer"],
-                    show=lambda o: "no" if o is None else "LFS pointer"),
-        Expectation("not_binary", "stats", stat("nul_bytes", max_value=0), "NUL bytes in the file", "= 0",
+                    example("not_lfs_pointer"), show=lambda o: "no" if o is None else "LFS pointer"),
+        Expectation("not_binary", "stats", stat("nul_bytes", max_value=0), "NUL characters in the text", "= 0",
                     "{o:,} NUL bytes (none allowed): binary data or UTF-16/32, not UTF-8 text", stats["nul_bytes"],
-                    lambda: _nul_example(raw)),
-        Expectation("control", "lines", gxe.ExpectColumnValuesToNotMatchRegex(
-                        column="line", regex=CONTROL, mostly=at_most(p.max_control_char_fraction)),
+                    example("not_binary")),
+        Expectation("control", "stats", stat("control_line_fraction", max_value=p.max_control_char_fraction),
                     "fraction of lines holding control characters other than tab, CR and form feed",
                     f"≤ {percent(p.max_control_char_fraction)}",
                     "{s} of lines hold control characters, more than "
                     f"validate.max_control_char_fraction={p.max_control_char_fraction}",
-                    example=_regex_example(lines, CONTROL), show=percent),
+                    stats["control_line_fraction"], example("control"), percent),
         Expectation("printable", "stats", stat("printable_fraction", min_value=p.min_printable_fraction),
                     "fraction of characters that are printable or whitespace", f"≥ {percent(p.min_printable_fraction)}",
                     "only {s} of characters are printable or whitespace, fewer than "
                     f"validate.min_printable_fraction={p.min_printable_fraction}", stats["printable_fraction"],
-                    lambda: _rarest(chars, lambda c: not _printable(c)), percent),
-        Expectation("markup", "lines", gxe.ExpectColumnValuesToNotMatchRegex(
-                        column="line", regex=MARKUP, mostly=at_most(p.max_markup_line_fraction)),
+                    lambda: result.rarest(lambda c: not _printable(c)), percent),
+        Expectation("markup", "stats", stat("markup_line_fraction", max_value=p.max_markup_line_fraction),
                     "fraction of lines that look like HTML/XML tags", f"≤ {percent(p.max_markup_line_fraction)}",
                     "{s} of lines look like HTML/XML tags (an error page?), more than "
                     f"validate.max_markup_line_fraction={p.max_markup_line_fraction}",
-                    example=_regex_example(lines, MARKUP), show=percent),
-        Expectation("min_bytes", "stats", stat("bytes", min_value=p.min_bytes), "size of the corpus in bytes",
+                    stats["markup_line_fraction"], example("markup"), percent),
+        Expectation("min_bytes", "stats", stat("bytes", min_value=p.min_bytes), "size of the text in bytes",
                     f"≥ {p.min_bytes:,}", f"the corpus is {{o:,}} bytes, fewer than validate.min_bytes={p.min_bytes:,}",
                     stats["bytes"]),
-        Expectation("min_lines", "lines", gxe.ExpectTableRowCountToBeBetween(min_value=p.min_lines),
+        Expectation("min_lines", "stats", stat("lines", min_value=p.min_lines),
                     "lines in the corpus", f"≥ {p.min_lines:,}",
-                    f"the corpus has {{o:,}} lines, fewer than validate.min_lines={p.min_lines:,}"),
-        Expectation("line_length", "lines", gxe.ExpectColumnValueLengthsToBeBetween(
-                        column="line", max_value=p.max_line_length, mostly=at_most(p.max_long_line_fraction)),
+                    f"the corpus has {{o:,}} lines, fewer than validate.min_lines={p.min_lines:,}", stats["lines"]),
+        Expectation("line_length", "stats", stat("long_line_fraction", max_value=p.max_long_line_fraction),
                     f"fraction of lines longer than {p.max_line_length:,} characters",
                     f"≤ {percent(p.max_long_line_fraction)}",
                     f"{{s}} of lines are longer than validate.max_line_length={p.max_line_length:,} characters, "
                     f"more than validate.max_long_line_fraction={p.max_long_line_fraction}",
-                    example=_long_line_example(lines, p.max_line_length), show=percent),
-        Expectation("mean_line_length", "lines", gxe.ExpectColumnMeanToBeBetween(
-                        column="length", min_value=p.min_mean_line_length),
+                    stats["long_line_fraction"], example("line_length"), percent),
+        Expectation("mean_line_length", "stats", stat("mean_line_length", min_value=p.min_mean_line_length),
                     "mean line length in characters", f"≥ {p.min_mean_line_length:g}",
                     "lines hold {s} characters on average, fewer than "
                     f"validate.min_mean_line_length={p.min_mean_line_length:g}: text shredded into lines?",
-                    example=lambda: "first lines: " + ", ".join(map(clip, lines["line"][:5])) if len(lines) else None),
+                    stats["mean_line_length"], example("mean_line_length")),
         Expectation("duplicates", "stats", stat("duplicate_fraction", max_value=p.max_duplicate_fraction),
-                    "share of the text (non-blank lines, by characters) in lines repeating an earlier line",
+                    "share of the text (non-blank lines, by characters) in lines repeating an earlier line"
+                    + ("" if stats["duplicates_sampled"] == "exact" else f", over {stats['duplicates_sampled']}"),
                     f"≤ {percent(p.max_duplicate_fraction)}",
                     "{s} of the text repeats earlier lines, more than "
                     f"validate.max_duplicate_fraction={p.max_duplicate_fraction}", stats["duplicate_fraction"],
-                    lambda: _most_repeated(lines), percent),
+                    result.duplicates.most_repeated, percent),
         Expectation("distinct_chars", "stats", stat("distinct_characters", min_value=p.min_distinct_chars,
                                                     max_value=p.max_distinct_chars),
                     "distinct characters (a character tokenizer's vocabulary)",
                     f"{p.min_distinct_chars:,} to {p.max_distinct_chars:,}",
                     f"{{o:,}} distinct characters, outside validate.min_distinct_chars={p.min_distinct_chars:,} "
                     f"to validate.max_distinct_chars={p.max_distinct_chars:,}", stats["distinct_characters"],
-                    lambda: _rarest(chars, lambda c: True)),
+                    lambda: result.rarest(lambda c: True)),
+        Expectation("documents", "files", stat("documents", min_value=1),
+                    "fraction of files holding no document", "= 0.00%",
+                    "{s} of the files hold no document (an empty JSONL or Parquet file?)",
+                    example=lambda: f"first: {empty[0]}" if empty else None, show=percent),
     ]
 
 
-def _stats_frame(stats: dict):
+def check(p: ValidateParams, files: list, text_field: str, total_bytes: int, subject: str,
+          progress=None) -> list:
+    """Scan the corpus files, run the suite over what the scan found; writes
+    reports/validation/corpus/ and raises CorpusValidationError if any expectation fails."""
     import pandas as pd
 
-    return pd.DataFrame([stats])
-
-
-def check(p: ValidateParams, raw: bytes, subject: str) -> list:
-    """Run the suite over the corpus bytes; writes reports/validation/corpus/ and raises
-    CorpusValidationError if any expectation fails."""
-    lines, stats, chars = profile(raw)
-    suite = build_suite(p, raw, lines, stats, chars)
-    return expectations.validate(SUITE, {"lines": lines, "stats": _stats_frame(stats)}, suite,
-                                 subject=subject, extra={"corpus": subject, "stats": stats})
+    result = scan(p, files, text_field, total_bytes, progress)
+    stats = result.stats()
+    suite = build_suite(p, result, stats)
+    frames = {"stats": pd.DataFrame([stats]), "files": pd.DataFrame(result.files)}
+    return expectations.validate(SUITE, frames, suite, subject=subject, extra={"corpus": subject, "stats": stats})

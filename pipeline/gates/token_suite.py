@@ -1,15 +1,17 @@
 """The token suite: are the prepared tokens fit to train on?
   train_ids_in_range, val_ids_in_range  every token id is in [0, vocab_size)
-  train_tokens, val_tokens    each split holds at least model.block_size + 1 tokens (one window)
-  val_char_fraction           the val split holds data.val_fraction of the corpus characters (to rounding)
+  train_tokens, val_tokens    each split's longest shard holds at least model.block_size + 1 tokens
+  val_char_fraction           the val split holds data.val_fraction of the corpus characters (to
+                              rounding for a tail split; within the tolerance below for a document split)
   val_token_fraction          ... and of the tokens, within validate_tokens.val_fraction_tolerance
   val_ids_in_train            every val token id occurs in the train split: an id seen only in val
                               (a character the char vocabulary took from the val text) has an
                               embedding the model never trains
-  round_trip                  decode(encode(text)) == text for windows sampled across the corpus
+  round_trip                  decode(encode(text)) == text for windows spread over the corpus
 
-The frames: each split's ids (one row per token), one row of split statistics, and one row per
-round-trip window. On failure the report and Data Docs are written first, then
+The shards are read through memory maps in bounded chunks: every statistic is exact (a count per
+id), whatever the corpus size. The frames: one row of split statistics, one row per shard, and one
+row per round-trip window. On failure the report and Data Docs are written first, then
 TokenValidationError names every failed check, so `dvc repro` stops before training.
 """
 
@@ -39,15 +41,29 @@ def _decode(tokenizer, ids) -> str:
         return "(undecodable)"
 
 
-def round_trip_frame(text: str, tokenizer):
+def corpus_windows(texts, total_chars: int) -> list[tuple[int, str]]:
+    """(start, text) of ROUND_TRIP_WINDOWS windows evenly spaced over a stream of texts of
+    `total_chars` characters; a window stays within its piece."""
+    last = max(total_chars - ROUND_TRIP_CHARS, 0)
+    starts = sorted({round(i * last / (ROUND_TRIP_WINDOWS - 1)) for i in range(ROUND_TRIP_WINDOWS)})
+    windows, position, i = [], 0, 0
+    for text in texts:
+        while i < len(starts) and starts[i] < position + len(text):
+            offset = max(0, starts[i] - position)
+            windows.append((starts[i], text[offset:offset + ROUND_TRIP_CHARS]))
+            i += 1
+        position += len(text)
+        if i == len(starts):
+            break
+    return windows
+
+
+def round_trip_frame(windows: list[tuple[int, str]], tokenizer):
     """One row per window of the corpus: where it starts, its text, and the text after encode + decode."""
     import pandas as pd
 
-    last = max(len(text) - ROUND_TRIP_CHARS, 0)
-    starts = sorted({round(i * last / (ROUND_TRIP_WINDOWS - 1)) for i in range(ROUND_TRIP_WINDOWS)})
     rows = []
-    for start in starts:
-        window = text[start:start + ROUND_TRIP_CHARS]
+    for start, window in windows:
         # a lossy tokenizer (word level) must give back exactly its normalised text
         expected = window if tokenizer.lossless else tokenizer.normalize(window)
         try:
@@ -67,81 +83,117 @@ def _round_trip_example(windows) -> str | None:
     return None
 
 
-def _out_of_range_example(split: str, ids: np.ndarray, vocab_size: int) -> str:
-    bad = np.flatnonzero((ids < 0) | (ids >= vocab_size))
-    return f"first: {split} token {bad[0]:,} has id {ids[bad[0]]:,}; vocab_size is {vocab_size:,}"
+COUNT_CHUNK = 1 << 24  # ids counted at a time
 
 
-def _unseen_example(tokenizer, train: np.ndarray, val: np.ndarray) -> str:
-    unseen = np.setdiff1d(np.unique(val), np.unique(train))
-    counts = {int(i): int((val == i).sum()) for i in unseen[:5]}
-    named = ", ".join(f"{_decode(tokenizer, [i])!r} (id {i}) ×{n:,}" for i, n in counts.items())
-    first = int(np.flatnonzero(np.isin(val, unseen))[0])
-    context = _decode(tokenizer, val[max(first - 30, 0):first + 30])
-    return (f"ids found in val only ({len(unseen):,}): {named}; the first at val token {first:,}, "
-            f"in {clip(context, 70)}")
+class SplitCounts:
+    """How often each id occurs in a split, read shard by shard in chunks, and the first id
+    outside the vocabulary."""
+
+    def __init__(self, split, vocab_size: int):
+        self.counts = np.zeros(vocab_size, dtype=np.int64)
+        self.tokens = self.out_of_range = 0
+        self.first_bad: tuple[int, int] | None = None  # (token index, id)
+        self.longest = max(split.lengths, default=0)
+        for shard in split.shards:
+            for start in range(0, len(shard), COUNT_CHUNK):
+                ids = np.asarray(shard[start:start + COUNT_CHUNK], dtype=np.int64)
+                bad = np.flatnonzero(ids >= vocab_size)
+                if bad.size and self.first_bad is None:
+                    self.first_bad = (self.tokens + int(bad[0]), int(ids[bad[0]]))
+                self.out_of_range += bad.size
+                self.counts += np.bincount(ids[ids < vocab_size], minlength=vocab_size)
+                self.tokens += len(ids)
 
 
-def split_stats(meta: dict) -> dict:
-    chars, tokens = meta["train_chars"] + meta["val_chars"], meta["train_tokens"] + meta["val_tokens"]
+def _out_of_range_example(name: str, counts: SplitCounts, vocab_size: int) -> str | None:
+    if counts.first_bad is None:
+        return None
+    index, bad_id = counts.first_bad
+    return f"first: {name} token {index:,} has id {bad_id:,}; vocab_size is {vocab_size:,}"
+
+
+def _unseen_example(tokenizer, train: SplitCounts, val: SplitCounts, val_split) -> str:
+    unseen = np.flatnonzero((val.counts > 0) & (train.counts == 0))
+    named = ", ".join(f"{_decode(tokenizer, [i])!r} (id {i}) ×{int(val.counts[i]):,}" for i in unseen[:5])
+    head = val_split.head(COUNT_CHUNK)
+    hits = np.flatnonzero(np.isin(head, unseen))
+    where = ""
+    if hits.size:
+        first = int(hits[0])
+        where = f"; the first at val token {first:,}, in {clip(_decode(tokenizer, head[max(first - 30, 0):first + 30]), 70)}"
+    return f"ids found in val only ({len(unseen):,}): {named}{where}"
+
+
+def split_stats(meta: dict, train: SplitCounts, val: SplitCounts) -> dict:
+    chars, tokens = meta["train_chars"] + meta["val_chars"], train.tokens + val.tokens
+    unseen = int(val.counts[train.counts == 0].sum())
     return {
-        "train_tokens": meta["train_tokens"],
-        "val_tokens": meta["val_tokens"],
+        "train_tokens": train.tokens,
+        "val_tokens": val.tokens,
+        "train_longest_shard": train.longest,
+        "val_longest_shard": val.longest,
+        "train_out_of_range_fraction": round(train.out_of_range / train.tokens, 6) if train.tokens else 0.0,
+        "val_out_of_range_fraction": round(val.out_of_range / val.tokens, 6) if val.tokens else 0.0,
+        "val_unseen_fraction": round((unseen + val.out_of_range) / val.tokens, 6) if val.tokens else 0.0,
         "val_char_fraction": round(meta["val_chars"] / chars, 6) if chars else 0.0,
-        "val_token_fraction": round(meta["val_tokens"] / tokens, 6) if tokens else 0.0,
+        "val_token_fraction": round(val.tokens / tokens, 6) if tokens else 0.0,
         "total_chars": chars,
         "vocab_size": meta["vocab_size"],
+        "split": meta.get("split", "tail"),
     }
 
 
-def build_suite(params: Params, tokenizer, train: np.ndarray, val: np.ndarray, stats: dict,
-                windows) -> list[Expectation]:
+def build_suite(params: Params, tokenizer, counts: dict, stats: dict, windows, val_split) -> list[Expectation]:
     """The token suite: one Expectation per check."""
     import great_expectations.expectations as gxe
 
     p, vocab, fraction = params.validate_tokens, tokenizer.vocab_size, params.data.val_fraction
     least = params.model.block_size + 1
-    # split_text rounds the val part to a whole character: allow that, and float error
-    rounding = 1.0 / max(stats["total_chars"], 1) + 1e-9
     low, high = fraction * (1 - p.val_fraction_tolerance), fraction * (1 + p.val_fraction_tolerance)
+    if stats["split"] == "tail":  # split_text rounds the val part to a whole character: allow that, and float error
+        rounding = 1.0 / max(stats["total_chars"], 1) + 1e-9
+        char_low, char_high, char_threshold = fraction - rounding, fraction + rounding, f"= {percent(fraction)}"
+    else:
+        char_low, char_high, char_threshold = low, high, f"{percent(low)} to {percent(high)}"
 
-    def in_range(split: str, ids: np.ndarray) -> Expectation:
-        return Expectation(f"{split}_ids_in_range", split, gxe.ExpectColumnValuesToBeBetween(
-                               column="id", min_value=0, max_value=vocab - 1),
+    def stat(column: str, **bounds):
+        return gxe.ExpectColumnValuesToBeBetween(column=column, **bounds)
+
+    def in_range(split: str) -> Expectation:
+        return Expectation(f"{split}_ids_in_range", "stats", stat(f"{split}_out_of_range_fraction", max_value=0),
                            f"fraction of {split} token ids outside [0, vocab_size)", "= 0.00%",
                            f"{{s}} of {split} token ids are outside [0, {vocab:,}): the tokens do not match "
-                           "the tokenizer", example=lambda: _out_of_range_example(split, ids, vocab), show=percent)
+                           "the tokenizer", stats[f"{split}_out_of_range_fraction"],
+                           lambda: _out_of_range_example(split, counts[split], vocab), percent)
 
     def enough(split: str) -> Expectation:
-        return Expectation(f"{split}_tokens", "stats", gxe.ExpectColumnValuesToBeBetween(
-                               column=f"{split}_tokens", min_value=least),
-                           f"tokens in the {split} split", f"≥ {least:,}",
+        return Expectation(f"{split}_tokens", "stats", stat(f"{split}_longest_shard", min_value=least),
+                           f"tokens in the {split} split (its longest shard)", f"≥ {least:,}",
                            f"the {split} split holds {{o:,}} tokens, fewer than model.block_size + 1 = {least:,}",
-                           stats[f"{split}_tokens"])
+                           stats[f"{split}_longest_shard"])
 
     return [
-        in_range("train", train),
-        in_range("val", val),
+        in_range("train"),
+        in_range("val"),
         enough("train"),
         enough("val"),
-        Expectation("val_char_fraction", "stats", gxe.ExpectColumnValuesToBeBetween(
-                        column="val_char_fraction", min_value=fraction - rounding, max_value=fraction + rounding),
-                    "the val split's share of the corpus characters", f"= {percent(fraction)}",
+        Expectation("val_char_fraction", "stats", stat("val_char_fraction", min_value=char_low, max_value=char_high),
+                    f"the val split's share of the corpus characters ({stats['split']} split)", char_threshold,
                     f"the val split holds {{o:.6f}} of the characters, not data.val_fraction={fraction:g}: "
                     "the prepared splits are stale or wrongly cut", stats["val_char_fraction"], show=percent),
-        Expectation("val_token_fraction", "stats", gxe.ExpectColumnValuesToBeBetween(
-                        column="val_token_fraction", min_value=low, max_value=high),
+        Expectation("val_token_fraction", "stats", stat("val_token_fraction", min_value=low, max_value=high),
                     "the val split's share of the tokens", f"{percent(low)} to {percent(high)}",
                     f"the val split holds {{o:.4f}} of the tokens, more than "
                     f"validate_tokens.val_fraction_tolerance={p.val_fraction_tolerance:g} (relative) "
                     f"away from data.val_fraction={fraction:g}", stats["val_token_fraction"], show=percent),
-        Expectation("val_ids_in_train", "val", gxe.ExpectColumnValuesToBeInSet(
-                        column="id", value_set=np.unique(train).tolist(), mostly=1.0 - p.max_unseen_val_fraction),
+        Expectation("val_ids_in_train", "stats", stat("val_unseen_fraction", max_value=p.max_unseen_val_fraction),
                     "fraction of val tokens whose id never occurs in the train split",
                     f"≤ {percent(p.max_unseen_val_fraction)}",
                     "{s} of val tokens have an id that never occurs in the train split (the model never "
                     f"learns them), more than validate_tokens.max_unseen_val_fraction={p.max_unseen_val_fraction}",
-                    example=lambda: _unseen_example(tokenizer, train, val), show=percent),
+                    stats["val_unseen_fraction"],
+                    lambda: _unseen_example(tokenizer, counts["train"], counts["val"], val_split), percent),
         Expectation("round_trip", "round_trip", gxe.ExpectColumnPairValuesToBeEqual(
                         column_A="text", column_B="decoded", mostly=1.0 - p.max_round_trip_failures),
                     f"fraction of {len(windows)} corpus windows that decode differently after encoding",
@@ -152,15 +204,17 @@ def build_suite(params: Params, tokenizer, train: np.ndarray, val: np.ndarray, s
     ]
 
 
-def check(params: Params, tokenizer, train: np.ndarray, val: np.ndarray, meta: dict, text: str,
-          subject: str) -> list:
-    """Run the suite over the splits (`meta`: data/prepared/meta.json, `text`: the corpus);
-    writes reports/validation/tokens/ and raises TokenValidationError if any expectation fails."""
+def check(params: Params, tokenizer, splits: dict, meta: dict, texts, subject: str) -> list:
+    """Run the suite over the splits (TokenSplits; `meta`: data/prepared/meta.json, `texts`: the
+    corpus as a stream of texts); writes reports/validation/tokens/ and raises TokenValidationError
+    if any expectation fails."""
     import pandas as pd
 
-    stats, windows = split_stats(meta), round_trip_frame(text, tokenizer)
-    suite = build_suite(params, tokenizer, train, val, stats, windows)
-    frames = {"train": pd.DataFrame({"id": train}), "val": pd.DataFrame({"id": val}),
-              "stats": pd.DataFrame([stats]), "round_trip": windows}
+    counts = {name: SplitCounts(split, tokenizer.vocab_size) for name, split in splits.items()}
+    stats = split_stats(meta, counts["train"], counts["val"])
+    windows = round_trip_frame(corpus_windows(texts, stats["total_chars"]), tokenizer)
+    suite = build_suite(params, tokenizer, counts, stats, windows, splits["val"])
+    shards = pd.DataFrame([{"split": name, **shard} for name in ("train", "val") for shard in meta["shards"][name]])
+    frames = {"stats": pd.DataFrame([stats]), "shards": shards, "round_trip": windows}
     return expectations.validate(SUITE, frames, suite, subject=subject,
                                  extra={"tokenizer": tokenizer.kind, "stats": stats})

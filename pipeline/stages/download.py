@@ -1,18 +1,28 @@
-"""Stage download — params: data.name, data.url, data.sha256 — out: data/raw/<name>.txt and
-data/raw/<name>.json (the file's sha256, size and the source that served it).
+"""Stage download — params: data.name, data.url, data.format, data.sha256 — out: data/raw/<name>/
+(the corpus files) and data/raw/<name>.json (their manifest: path, format, bytes, sha256 and
+documents of each file, the corpus digest, the source).
 
-`data.url` is an http(s) URL, a `file:///absolute/path` URL or a plain path (relative to the project
-root). With `data.sha256` set, a file with any other digest fails the stage naming both digests;
-with it empty (a corpus of your own), the digest is computed, logged and recorded, and the validate
-stage is the gate. With FOLIO_DATA_MIRROR set (a directory or an http(s) base URL holding
-`<name>.txt`) the mirror is tried first; the checksum is verified whichever source serves the file.
+`data.url` names one file (an http(s) URL, a `file:///absolute/path` URL or a plain path, relative
+to the project root), a local directory (every file of a known format inside, recursively, in sorted
+order) or a glob (`corpus/**/*.jsonl.gz`). One file is stored as data/raw/<name>/<name><suffix>;
+several keep their paths below the directory (or the glob's fixed part). With `data.sha256` set, a
+corpus with any other digest fails the stage naming both; with it empty (a corpus of your own), the
+digest is computed, logged and recorded, and the validate stage is the gate. With FOLIO_DATA_MIRROR
+set (a directory or an http(s) base URL holding `<name>.txt`) the mirror is tried first for a
+single-file corpus; the checksum is verified whichever source serves the file.
+
+The files are gathered beside data/raw/<name>/ and replace it only when all of them arrived.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+from pathlib import Path
 
-from folio.download import DownloadError, fetch, sha256_of
+from folio.corpus import COMPRESSIONS, file_format
+from folio.download import DownloadError, fetch, local_path
 from pipeline import artifacts
 from pipeline.artifacts import corpus
 from pipeline.console import Progress, log
@@ -20,6 +30,7 @@ from pipeline.errors import StageError
 from pipeline.params import Params
 
 MIRROR_ENV = "FOLIO_DATA_MIRROR"
+GLOB_CHARS = "*?["
 
 
 def sources(name: str, url: str) -> list[str]:
@@ -36,23 +47,123 @@ def _hint(err: DownloadError, sha256: str) -> str:
     return f"check data.url (and {MIRROR_ENV}, if set), the network, or put the file at a local path"
 
 
-def main(params: Params) -> None:
-    data = params.data
-    dest, record = artifacts.raw_corpus(data.name), artifacts.raw_record(data.name)
-    if data.sha256 and dest.exists() and record.exists() and sha256_of(dest) == data.sha256:
-        log(f"{dest} already present and verified")
-        return
+def single_file_suffix(url: str, forced_format: str) -> str:
+    """The stored file's suffix: the source's own when it names a known format (`.jsonl.gz`)."""
+    base = Path(url.split("?", 1)[0].rstrip("/")).name
+    kind = file_format(base, forced_format)
+    if kind is None:
+        return ".txt"
+    compression = next((s for s, c in COMPRESSIONS.items() if c == kind[1]), "")
+    return f".{kind[0]}{compression}"
+
+
+def local_files(url: str, forced_format: str) -> tuple[Path, list[Path]] | None:
+    """(base, files) when `url` names a local directory or glob; None for one file or an URL."""
+    path = local_path(url)
+    if path is None:
+        return None
+    if any(c in url for c in GLOB_CHARS):
+        pattern = str(path)
+        base = Path(pattern.split("*")[0].split("?")[0].split("[")[0])
+        base = base if base.is_dir() else base.parent
+        found = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+        if not found:
+            raise StageError(f"data.url={url}: the glob matches no file; check the pattern "
+                             "(`**` matches any depth)")
+        unknown = [p for p in found if file_format(p, forced_format) is None]
+        if unknown:
+            raise StageError(f"data.url={url}: {unknown[0]} is of no known format (.txt, .jsonl, .parquet, "
+                             "maybe .gz or .zst); narrow the glob or set data.format")
+        return base, found
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*") if p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                       and file_format(p, forced_format) is not None)
+        if not found:
+            raise StageError(f"data.url={url}: the directory holds no .txt, .jsonl or .parquet file "
+                             "(maybe .gz or .zst); check the path or set data.format")
+        return path, found
+    return None
+
+
+def gather_files(base: Path, found: list[Path], staging: Path, data) -> list[dict]:
+    total = sum(p.stat().st_size for p in found)
+    log(f"copying {len(found):,} files ({total / 1e6:,.1f} MB) from {base}")
+    entries = []
+    with Progress(f"download {data.name}", total=total, every=5.0) as bar:
+        done = 0
+        for path in found:
+            relative = path.relative_to(base).as_posix()
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, staging / relative)
+            entries.append(corpus.describe(staging / relative, relative, data.format))
+            done += entries[-1]["bytes"]
+            bar.update(done, total)
+    return entries
+
+
+def fetch_one(staging: Path, data) -> tuple[list[dict], str]:
+    name = f"{data.name}{single_file_suffix(data.url, data.format)}"
     candidates = sources(data.name, data.url)
     log(f"downloading {data.name} from {' then '.join(candidates)}")
     with Progress(f"download {data.name}", total=None, every=5.0) as bar:
         try:
-            got = fetch(candidates, dest, data.sha256, progress=lambda done, total: bar.update(done, total), log=log)
+            got = fetch(candidates, staging / name, data.sha256,
+                        progress=lambda done, total: bar.update(done, total), log=log)
         except DownloadError as err:
             raise StageError(f"{err}\n{_hint(err, data.sha256)}") from None
-    corpus.write_record(data.name, {"sha256": got.sha256, "bytes": got.bytes,
-                                  "source": got.source, "pinned": bool(data.sha256)})
+    return [corpus.describe(staging / name, name, data.format)], got.source
+
+
+def replace_dir(staging: Path, dest: Path) -> None:
+    """Put the gathered files in place of the old ones (a DVC output: its cache keeps them)."""
+    old = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    staging.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def already_there(data) -> bool:
+    if not (data.sha256 and artifacts.raw_record(data.name).exists()):
+        return False
+    manifest = corpus.record(data)
+    try:
+        corpus.files(data, manifest)
+    except StageError:
+        return False
+    return manifest["sha256"] == data.sha256 and manifest["source"] in (data.url, *sources(data.name, data.url))
+
+
+def main(params: Params) -> None:
+    data = params.data
+    dest = artifacts.raw_dir(data.name)
+    if already_there(data):
+        log(f"{dest} already present and verified")
+        return
+    staging = dest.with_name(f".{dest.name}.incoming")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        listing = local_files(data.url, data.format)
+        if listing:
+            entries, source = gather_files(*listing, staging, data), data.url
+        else:
+            entries, source = fetch_one(staging, data)
+        manifest = corpus.make_manifest(entries, source, bool(data.sha256))
+        if data.sha256 and manifest["sha256"] != data.sha256:
+            mismatch = DownloadError(f"sha256 mismatch for {data.url}: expected {data.sha256}, got "
+                                     f"{manifest['sha256']} (the manifest's digest over {len(entries):,} files)")
+            raise StageError(f"{mismatch}\n{_hint(mismatch, data.sha256)}")
+        replace_dir(staging, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    corpus.write_record(data.name, manifest)
+    what = f"{len(entries):,} files, " if len(entries) > 1 else ""
+    summary = f"{what}{manifest['bytes']:,} bytes, {manifest['documents']:,} documents from {source}"
     if data.sha256:
-        log(f"wrote {dest} ({got.bytes:,} bytes from {got.source}, sha256 verified)")
+        log(f"wrote {dest} ({summary}, sha256 verified)")
     else:
-        log(f"wrote {dest} ({got.bytes:,} bytes from {got.source}); data.sha256 is empty, so nothing was "
-            f"verified: its sha256 is {got.sha256} (set data.sha256 to pin it; validate is the gate)")
+        log(f"wrote {dest} ({summary}); data.sha256 is empty, so nothing was verified: its sha256 is "
+            f"{manifest['sha256']} (set data.sha256 to pin it; validate is the gate)")

@@ -1,8 +1,12 @@
-"""Stage evaluate — in: models/best.pt, data/prepared/ (val.bin, meta.json), data/tokenizer/ —
-params: evaluate.batch_size — out: reports/metrics.json (also logged to the training run).
+"""Stage evaluate — in: models/best.pt, data/prepared/ (val shards, meta.json), data/tokenizer/ —
+params: evaluate.batch_size, evaluate.max_tokens — out: reports/metrics.json (also logged to the
+training run).
 
-Beside the loss per token it reports bits per byte (total bits over the UTF-8 bytes of the
-predicted val text), which compares runs across tokenizers, and bits per character.
+The whole val split, or for a larger one a fixed subset of about evaluate.max_tokens tokens in
+windows evenly spaced over it (the same windows in every run, so runs compare). Beside the loss per
+token it reports bits per byte (total bits over the UTF-8 bytes of the predicted val text; the
+end-of-text tokens between documents stand for no text), which compares runs across tokenizers,
+and bits per character.
 """
 
 from __future__ import annotations
@@ -10,22 +14,41 @@ from __future__ import annotations
 import math
 
 from folio.evaluate import split_loss
+from folio.tokenizers import end_of_text_id
 from pipeline import artifacts, tracking
 from pipeline.artifacts import models, prepared, reports, tokenizer as tokenizer_files
 from pipeline.console import log
 from pipeline.params import Params
 
 
+def text_bytes(tokenizer):
+    """ids -> the UTF-8 bytes of the text they stand for (an end-of-text token: none)."""
+    eot = end_of_text_id(tokenizer)
+    decode_bytes = getattr(tokenizer, "decode_bytes", None)
+
+    def count(ids: list[int]) -> int:
+        if decode_bytes is None:
+            return len(tokenizer.decode(ids).encode("utf-8"))
+        return len(decode_bytes([i for i in ids if i != eot]))
+
+    return count
+
+
 def main(params: Params) -> None:
     tokenizer = tokenizer_files.load()
     state, model = models.load_model(tokenizer)
-    val_tokens = prepared.load_split("val")
     meta = prepared.read_meta()
-    result = split_loss(model, val_tokens, params.evaluate.batch_size)
-    # every val token but the first is predicted: leave its text out of the byte and char counts
-    first = tokenizer.decode(val_tokens[:1].tolist())
-    predicted_bytes = meta["val_bytes"] - len(first.encode("utf-8"))
-    predicted_chars = meta["val_chars"] - len(first)
+    val_tokens = prepared.load_split("val", meta)
+    whole = params.evaluate.max_tokens is None or params.evaluate.max_tokens >= len(val_tokens)
+    result = split_loss(model, val_tokens, params.evaluate.batch_size, None if whole else params.evaluate.max_tokens,
+                        target_bytes=None if whole else text_bytes(tokenizer))
+    if whole:  # every val token but the first is predicted: leave its text out of the byte and char counts
+        first = tokenizer.decode(val_tokens.head(1).tolist())
+        predicted_bytes = meta["val_bytes"] - len(first.encode("utf-8"))
+        predicted_chars = meta["val_chars"] - len(first)
+    else:  # the subset's chars, estimated from its bytes at the split's ratio
+        predicted_bytes = result["n_bytes"]
+        predicted_chars = predicted_bytes * meta["val_chars"] / max(meta["val_bytes"], 1)
     total_bits = result["loss"] * result["n_tokens"] / math.log(2)
     metrics = {
         "val": {
@@ -35,6 +58,7 @@ def main(params: Params) -> None:
             "bits_per_char": total_bits / predicted_chars,
             "perplexity": result["perplexity"],
             "tokens": result["n_tokens"],
+            "subset": not whole,  # evaluate.max_tokens capped the split
         },
         "tokenizer": {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size,
                       "bytes_per_token": meta["bytes_per_token"]},
@@ -48,5 +72,5 @@ def main(params: Params) -> None:
     tracking.setup()
     run_id = models.training_run_id()
     tracking.log_metrics(run_id, {f"final_val_{key}": value for key, value in val.items()
-                                  if key != "tokens"})
+                                  if key not in ("tokens", "subset")})
     tracking.log_artifact(run_id, artifacts.METRICS, "evaluate")

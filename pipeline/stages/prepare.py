@@ -1,34 +1,132 @@
-"""Stage prepare — in: data/raw/<name>.txt, data/tokenizer/ — params: data.val_fraction —
-out: data/prepared/{train,val}.bin (uint16 ids, uint32 for vocabularies over 65,536) and meta.json."""
+"""Stage prepare — in: data/raw/<name>/, data/raw/<name>.json, data/tokenizer/ — params: data.split,
+data.seed, data.val_fraction, data.text_field, prepare.* — out: data/prepared/ (<split>-NNNNN.bin
+shards of uint16 ids, uint32 for vocabularies over 65,536, and meta.json: tokens per shard, the
+corpus and tokenizer digests, counts).
+
+The corpus streams through in batches of about BATCH_CHARS characters; prepare.workers processes
+encode them (the tokenizer's end-of-text token, or the text separator, between documents) and the
+ids are written in stream order, so the shards are the same for any number of workers. At most two
+batches per worker are in flight: memory stays bounded whatever the corpus size.
+"""
 
 from __future__ import annotations
 
+import collections
+import multiprocessing
+import os
 import time
 
-from folio.data import split_text, token_dtype
+import numpy as np
+
+from folio.data import ShardWriter, token_dtype
+from folio.splits import BOUNDARY, SPLITS
+from folio.tokenizers import document_separator, load_tokenizer
 from pipeline import artifacts
 from pipeline.artifacts import corpus, prepared, tokenizer as tokenizer_files
-from pipeline.console import log
+from pipeline.console import Progress, log
 from pipeline.params import Params
+
+BATCH_CHARS = 4 << 20
+INLINE_BYTES = 16 << 20  # smaller corpora are encoded in this process: starting workers costs more
+
+_tokenizer = _separator = None
+
+
+def _load_worker_tokenizer(directory: str) -> None:
+    global _tokenizer, _separator
+    _tokenizer, _separator = load_tokenizer(directory), None
+
+
+def _document_separator() -> np.ndarray:
+    global _separator
+    if _separator is None:  # only a corpus of several documents needs one (char: "\n" must be known)
+        _separator = np.array(document_separator(_tokenizer), dtype=np.int64)
+    return _separator
+
+
+def encode_batch(task: tuple[str, list]) -> tuple[str, np.ndarray, int, int]:
+    """(split, ids, text chars, text bytes) of one batch: texts, with BOUNDARY where a document starts."""
+    split, segments = task
+    parts, chars, size = [], 0, 0
+    encode_array = getattr(_tokenizer, "encode_array", None)
+    for segment in segments:
+        if segment is BOUNDARY:
+            parts.append(_document_separator())
+            continue
+        parts.append(encode_array(segment) if encode_array else np.array(_tokenizer.encode(segment), dtype=np.int64))
+        chars += len(segment)
+        size += len(segment.encode("utf-8"))
+    ids = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    return split, ids, chars, size
+
+
+def batches(params: Params, manifest: dict):
+    """(split, segments) of about BATCH_CHARS characters, in stream order."""
+    pending = {split: ([], 0) for split in SPLITS}
+    for split, text in corpus.split_pieces(params.data, manifest):
+        segments, size = pending[split]
+        segments.append(text)
+        size += 0 if text is BOUNDARY else len(text)
+        if size >= BATCH_CHARS:
+            yield split, segments
+            segments, size = [], 0
+        pending[split] = (segments, size)
+    for split, (segments, _) in pending.items():
+        if segments:
+            yield split, segments
+
+
+def encoded(params: Params, manifest: dict, workers: int):
+    """encode_batch over every batch, results in order; `workers` processes, or inline."""
+    if workers == 1:
+        _load_worker_tokenizer(str(artifacts.TOKENIZER_DIR))
+        yield from map(encode_batch, batches(params, manifest))
+        return
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with multiprocessing.get_context(method).Pool(workers, _load_worker_tokenizer,
+                                                  (str(artifacts.TOKENIZER_DIR),)) as pool:
+        in_flight = collections.deque()
+        for task in batches(params, manifest):
+            in_flight.append(pool.apply_async(encode_batch, (task,)))
+            if len(in_flight) >= 2 * workers:
+                yield in_flight.popleft().get()
+        while in_flight:
+            yield in_flight.popleft().get()
 
 
 def main(params: Params) -> None:
-    text = corpus.read_text(params.data.name)
+    manifest = corpus.record(params.data)
     tokenizer = tokenizer_files.load()
     dtype = token_dtype(tokenizer.vocab_size)
-    meta = {"tokenizer_kind": tokenizer.kind, "tokenizer_digest": tokenizer.digest,
-            "vocab_size": tokenizer.vocab_size, "dtype": dtype.name,
-            "val_fraction": params.data.val_fraction}
+    plan = corpus.split_plan(params.data, manifest)
+    workers = 1 if manifest["bytes"] < INLINE_BYTES else (params.prepare.workers or os.cpu_count() or 1)
+    writers = {s: ShardWriter(artifacts.PREPARED_DIR, s, dtype, params.prepare.shard_tokens) for s in SPLITS}
+    counts = {f"{s}_{k}": 0 for s in SPLITS for k in ("tokens", "chars", "bytes")}
     started = time.perf_counter()
-    for split, part in zip(("train", "val"), split_text(text, params.data.val_fraction)):
-        ids = tokenizer.encode(part)
-        prepared.write_split(split, ids, dtype)
-        meta |= {f"{split}_tokens": len(ids), f"{split}_bytes": len(part.encode("utf-8")),
-                 f"{split}_chars": len(part)}
+    for stale in artifacts.PREPARED_DIR.glob("*.bin"):  # shards of an earlier run (a DVC output)
+        stale.unlink()
+    try:
+        with Progress("prepare", total=manifest["bytes"], every=10.0) as bar:
+            for split, ids, chars, size in encoded(params, manifest, workers):
+                writers[split].write(ids)
+                counts[f"{split}_tokens"] += len(ids)
+                counts[f"{split}_chars"] += chars
+                counts[f"{split}_bytes"] += size
+                done = counts["train_bytes"] + counts["val_bytes"]
+                bar.update(done, info=f"{done / 1e6 / (time.perf_counter() - started):.1f} MB/s")
+        shards = {s: writers[s].close() for s in SPLITS}
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
     seconds = time.perf_counter() - started
-    meta["bytes_per_token"] = (meta["train_bytes"] + meta["val_bytes"]) / (
-        meta["train_tokens"] + meta["val_tokens"])
+    total_bytes = counts["train_bytes"] + counts["val_bytes"]
+    meta = {"tokenizer_kind": tokenizer.kind, "tokenizer_digest": tokenizer.digest,
+            "vocab_size": tokenizer.vocab_size, "dtype": dtype.name, "val_fraction": params.data.val_fraction,
+            "split": plan.kind, "corpus_sha256": manifest["sha256"], "shards": shards, **counts,
+            "bytes_per_token": total_bytes / max(1, counts["train_tokens"] + counts["val_tokens"])}
     prepared.write_meta(meta)
-    log(f"train {meta['train_tokens']:,} tokens, val {meta['val_tokens']:,} tokens "
-        f"({meta['bytes_per_token']:.2f} bytes/token, {dtype.name}, encoded in {seconds:.2f}s) "
-        f"-> {artifacts.PREPARED_DIR}")
+    log(f"train {meta['train_tokens']:,} tokens, val {meta['val_tokens']:,} tokens in "
+        f"{sum(map(len, shards.values()))} shards ({meta['bytes_per_token']:.2f} bytes/token, {dtype.name}, "
+        f"{plan.kind} split; encoded in {seconds:.2f}s, {total_bytes / 1e6 / max(seconds, 1e-9):.1f} MB/s "
+        f"with {workers} process(es)) -> {artifacts.PREPARED_DIR}")

@@ -1,29 +1,65 @@
-"""Stage tokenize — in: data/raw/<name>.txt — params: tokenizer.kind, tokenizer.vocab_size,
-data.val_fraction — out: data/tokenizer/ (tokenizer.json, plus bpe.tiktoken for BPE).
+"""Stage tokenize — in: data/raw/<name>/, data/raw/<name>.json, reports/validation/corpus/corpus.json —
+params: tokenizer.*, data.split, data.seed, data.val_fraction, data.text_field — out: data/tokenizer/
+(tokenizer.json, plus bpe.tiktoken for BPE).
 
-BPE and word vocabularies learn from the train split only; the character vocabulary takes every
-character of the corpus, so the val split always encodes.
+BPE and word vocabularies learn from the train split only, from at most tokenizer.max_train_chars
+of it: whole pieces (documents, or ~1 MB of a long text) drawn with data.seed, so the sample is
+the same every run and spread over the whole split. The character vocabulary takes every character
+of the corpus, so the val split always encodes.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Iterator
 
-from folio.data import split_text
-from folio.tokenizers import train_tokenizer
+from folio.data import derive_seed
+from folio.splits import BOUNDARY
+from folio.tokenizers import TEXT_SEPARATOR, train_tokenizer
 from pipeline import artifacts
 from pipeline.artifacts import corpus, tokenizer as tokenizer_files
 from pipeline.console import log
 from pipeline.params import Params
 
 
+def train_sample(params: Params, manifest: dict) -> Iterator[str]:
+    """Pieces of the train split, each kept with probability budget / (train bytes), up to the budget."""
+    data, budget = params.data, params.tokenizer.max_train_chars
+    keep = min(1.0, budget / max(1.0, manifest["bytes"] * (1 - data.val_fraction)))
+    taken = 0
+    for i, (split, text) in enumerate(corpus.split_pieces(data, manifest)):
+        if split != "train":
+            continue
+        text = TEXT_SEPARATOR if text is BOUNDARY else text
+        if keep < 1.0 and derive_seed(data.seed, "tokenizer sample", i) / 2**63 >= keep:
+            continue
+        text = text[:budget - taken]
+        taken += len(text)
+        yield text
+        if taken >= budget:
+            return
+
+
+def corpus_characters(params: Params, manifest: dict) -> str:
+    """Every distinct character of the corpus (separators included), in one streamed pass."""
+    chars: set[str] = set()
+    for _, text in corpus.split_pieces(params.data, manifest):
+        chars |= set(TEXT_SEPARATOR if text is BOUNDARY else text)
+    return "".join(sorted(chars))
+
+
 def main(params: Params) -> None:
     kind = params.tokenizer.kind
-    text = corpus.read_text(params.data.name)
-    train_text, _ = split_text(text, params.data.val_fraction)
+    manifest = corpus.record(params.data)
     started = time.perf_counter()
-    tokenizer = train_tokenizer(kind, text if kind == "char" else train_text,
-                                params.tokenizer.vocab_size)
+    if kind == "char":
+        source = corpus_characters(params, manifest)
+    elif kind in ("bpe", "word"):
+        source = "".join(train_sample(params, manifest))
+    else:
+        source = ""  # a pretrained tiktoken encoding learns nothing
+    tokenizer = train_tokenizer(kind, source, params.tokenizer.vocab_size)
     tokenizer_files.save(tokenizer)
-    log(f"{kind} tokenizer: {tokenizer.vocab_size:,} tokens in {time.perf_counter() - started:.2f}s "
+    learned = f" from {len(source):,} characters" if kind in ("bpe", "word") else ""
+    log(f"{kind} tokenizer: {tokenizer.vocab_size:,} tokens{learned} in {time.perf_counter() - started:.2f}s "
         f"-> {artifacts.TOKENIZER_DIR}")

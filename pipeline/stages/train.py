@@ -56,9 +56,10 @@ def check_splits(splits: dict, params: Params, source: dict | None) -> None:
     """Each split must hold one window of the model that will train (the source's, from a checkpoint)."""
     block_size = source["model_config"]["block_size"] if source else params.model.block_size
     for name, tokens in splits.items():
-        if len(tokens) < block_size + 1:
-            raise StageError(f"the {name} split holds {len(tokens):,} tokens, fewer than block_size + 1 "
-                             f"= {block_size + 1:,}; lower model.block_size, or use a longer corpus")
+        longest = max(tokens.lengths, default=0)  # a window never spans two shards
+        if longest < block_size + 1:
+            raise StageError(f"the {name} split holds {longest:,} tokens in its longest shard, fewer than "
+                             f"block_size + 1 = {block_size + 1:,}; lower model.block_size, or use a longer corpus")
 
 
 def main(params: Params) -> None:

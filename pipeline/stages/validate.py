@@ -1,18 +1,34 @@
-"""Stage validate — in: data/raw/<name>.txt — params: validate.* —
+"""Stage validate — in: data/raw/<name>/, data/raw/<name>.json — params: validate.*, data.text_field —
 out: reports/validation/corpus/ (corpus.json, GX Data Docs in docs/).
 
-Runs the corpus suite (pipeline/gates/corpus_suite.py): a failed expectation stops `dvc repro` here,
-before the tokenizer is built, naming each failure with its observed value and the key to change.
+Runs the corpus suite (pipeline/gates/corpus_suite.py) over every file, streamed: a failed
+expectation stops `dvc repro` here, before the tokenizer is built, naming each failure with its
+observed value, the key to change and the file and line where it first fails.
 """
 
 from __future__ import annotations
 
+from folio.corpus import CorpusError
 from pipeline import artifacts
 from pipeline.artifacts import corpus
+from pipeline.console import Progress
+from pipeline.errors import StageError
 from pipeline.gates import corpus_suite
 from pipeline.params import Params
 
 
 def main(params: Params) -> None:
-    raw = corpus.read_bytes(params.data.name)
-    corpus_suite.check(params.validate_, raw, subject=str(artifacts.raw_corpus(params.data.name)))
+    manifest = corpus.record(params.data)
+    files = corpus.files(params.data, manifest)
+    with Progress("validate", total=manifest["bytes"], every=5.0) as bar:
+        done = [0]
+
+        def progress(file) -> None:
+            done[0] += file.path.stat().st_size
+            bar.update(done[0], manifest["bytes"])
+
+        try:
+            corpus_suite.check(params.validate_, files, params.data.text_field, manifest["bytes"],
+                               subject=str(artifacts.raw_dir(params.data.name)), progress=progress)
+        except CorpusError as err:
+            raise StageError(str(err)) from None

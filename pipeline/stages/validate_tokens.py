@@ -1,6 +1,6 @@
-"""Stage validate_tokens — in: data/prepared/ (train.bin, val.bin, meta.json), data/tokenizer/,
-data/raw/<name>.txt — params: model.block_size, data.val_fraction, validate_tokens.* —
-out: reports/validation/tokens/ (tokens.json, GX Data Docs in docs/).
+"""Stage validate_tokens — in: data/prepared/ (shards, meta.json), data/tokenizer/, data/raw/<name>/,
+data/raw/<name>.json — params: model.block_size, data.val_fraction, data.text_field,
+validate_tokens.* — out: reports/validation/tokens/ (tokens.json, GX Data Docs in docs/).
 
 Runs the token suite (pipeline/gates/token_suite.py); train depends on tokens.json, so training never
 runs on tokens that failed.
@@ -17,6 +17,6 @@ from pipeline.params import Params
 def main(params: Params) -> None:
     meta = prepared.read_meta()
     tokenizer = tokenizer_files.load()
-    train, val = prepared.load_split("train").numpy(), prepared.load_split("val").numpy()
-    text = corpus.read_text(params.data.name)
-    token_suite.check(params, tokenizer, train, val, meta, text, subject=str(artifacts.PREPARED_DIR))
+    splits = {name: prepared.load_split(name, meta) for name in ("train", "val")}
+    texts = (text for text, _ in corpus.pieces(params.data))
+    token_suite.check(params, tokenizer, splits, meta, texts, subject=str(artifacts.PREPARED_DIR))

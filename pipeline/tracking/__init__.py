@@ -110,8 +110,10 @@ def run_name(flat_params: dict) -> str:
     )
 
 
-def log_corpus_dataset(name: str, url: str, sha256: str, size_bytes: int) -> None:
-    """Record the corpus as the run's dataset input: name, digest, source and size."""
+def log_corpus_dataset(name: str, manifest: dict) -> None:
+    """Record the corpus as the run's one dataset input: name, the manifest's digest, source, size,
+    files and documents."""
+    url, sha256 = manifest["source"], manifest["sha256"]
     ml = mlflow()
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.http_dataset_source import HTTPDatasetSource
@@ -124,7 +126,9 @@ def log_corpus_dataset(name: str, url: str, sha256: str, size_bytes: int) -> Non
             warnings.simplefilter("ignore", UserWarning)
             source = resolve_dataset_source(str(Path(url.removeprefix("file://")).resolve()))
     dataset = MetaDataset(source=source, name=name, digest=sha256[:16])
-    ml.log_input(dataset, context="training", tags={"sha256": sha256, "size_bytes": str(size_bytes)})
+    tags = {"sha256": sha256, "size_bytes": str(manifest["bytes"]),
+            "files": str(len(manifest.get("files", [1]))), "documents": str(manifest.get("documents", 1))}
+    ml.log_input(dataset, context="training", tags=tags)
 
 
 def log_artifact(run_id: str, path: str | Path, artifact_path: str | None = None) -> None:

@@ -54,8 +54,9 @@ class TrainingRun:
         ml, p = tracking.mlflow(), self.params
         ml.log_params(p.flat())
         ml.set_tags({**tracking.run_tags(), "fingerprint": self.info["fingerprint"]})
-        tracking.log_corpus_dataset(p.data.name, self.corpus["source"], self.corpus["sha256"],
-                                    self.corpus["bytes"])
+        tracking.log_corpus_dataset(p.data.name, self.corpus)
+        if artifacts.raw_record(p.data.name).exists():  # the manifest: every file and its digest
+            ml.log_artifact(str(artifacts.raw_record(p.data.name)), "data")
         for suite in ("corpus", "tokens"):  # the reports of the gates this data passed
             if artifacts.validation_dir(suite).exists():
                 ml.log_artifacts(str(artifacts.validation_dir(suite)), f"validation/{suite}")

@@ -1,15 +1,20 @@
-"""Token files on disk and the batches drawn from them.
+"""Token shards on disk and the batches drawn from them.
 
-A split is a flat array of token ids saved as raw little-endian uint16 (`.bin`), as in nanoGPT,
-or uint32 when the vocabulary does not fit in 16 bits. Splits are small enough (a few MB) to load
-into RAM, which avoids the memmap growth nanoGPT saw.
+A split is a list of shards: flat arrays of token ids saved as raw little-endian uint16 (`.bin`),
+as in nanoGPT, or uint32 when the vocabulary does not fit in 16 bits. `TokenSplit` memory-maps
+them, so a batch reads only its windows' pages and memory does not grow with the corpus.
+
+Batches are drawn without replacement within an epoch: each epoch is a seeded permutation of the
+split's windows (block_size + 1 tokens at a seeded offset), and the windows of one optimizer step
+are spread over DDP ranks by their draw index, so ranks never share a window within an epoch.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -30,8 +35,7 @@ def derive_seed(*parts: int | str) -> int:
 
 
 def split_text(text: str, val_fraction: float) -> tuple[str, str]:
-    """Split into (train, val) text, the tail as val, so val text never precedes train text.
-    Splitting text rather than ids lets tokenizers train on the train part alone."""
+    """Split into (train, val) text, the tail as val, so val text never precedes train text."""
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     n_val = int(round(len(text) * val_fraction))
@@ -52,49 +56,179 @@ def write_tokens(path: str | Path, ids, dtype: np.dtype | str = np.uint16) -> No
 
 
 def read_tokens(path: str | Path, dtype: np.dtype | str = np.uint16) -> torch.Tensor:
-    """The whole split as an int64 tensor (what embedding lookups want)."""
+    """A whole token file as an int64 tensor (for small files; `TokenSplit` maps large ones)."""
     return torch.from_numpy(np.fromfile(path, dtype=np.dtype(dtype)).astype(np.int64))
 
 
-class BatchSampler:
-    """Random (x, y) windows of `block_size` tokens, y shifted by one.
+class ShardWriter:
+    """Appends ids to numbered shards of at most `shard_tokens` ids (`<split>-00000.bin`, ...), each
+    written beside its final name and renamed there by `close()`, so a crash leaves no shard that
+    looks whole."""
 
-    The batch for (step, micro_step) is a pure function of the seed and the rank, so the data
-    position needs no saved state: a resumed run draws exactly what the uninterrupted run would,
-    and each DDP rank draws its own batches.
+    def __init__(self, directory: str | Path, split: str, dtype: np.dtype | str, shard_tokens: int):
+        self.directory, self.split, self.dtype = Path(directory), split, np.dtype(dtype)
+        self.shard_tokens, self.shards, self.file = shard_tokens, [], None
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def _open(self) -> None:
+        name = f"{self.split}-{len(self.shards):05d}.bin"
+        self.shards.append({"file": name, "tokens": 0})
+        self.file = open(self.directory / f".{name}.tmp", "wb")
+
+    def write(self, ids) -> None:
+        ids = np.asarray(ids)
+        if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(self.dtype).max):
+            raise ValueError(f"token ids must fit in {self.dtype.name}")
+        while ids.size:
+            if self.file is None or self.shards[-1]["tokens"] == self.shard_tokens:
+                self._finish_file()
+                self._open()
+            room = self.shard_tokens - self.shards[-1]["tokens"]
+            self.file.write(ids[:room].astype(self.dtype).tobytes())
+            self.shards[-1]["tokens"] += min(room, ids.size)
+            ids = ids[room:]
+
+    def _finish_file(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    def close(self) -> list[dict]:
+        """Rename every shard to its final name; [{"file", "tokens"}] in order (one, maybe empty, at least)."""
+        if not self.shards:
+            self._open()
+        self._finish_file()
+        for shard in self.shards:
+            (self.directory / f".{shard['file']}.tmp").replace(self.directory / shard["file"])
+        return self.shards
+
+    def abort(self) -> None:
+        self._finish_file()
+        for shard in self.shards:
+            (self.directory / f".{shard['file']}.tmp").unlink(missing_ok=True)
+
+
+class TokenSplit:
+    """A split's shards as one sequence of token ids, memory-mapped (or in-memory arrays)."""
+
+    def __init__(self, shards: Sequence[np.ndarray]):
+        self.shards = [s for s in shards if len(s)]
+        self.lengths = [len(s) for s in self.shards]
+
+    @classmethod
+    def open(cls, paths: Sequence[str | Path], dtype: np.dtype | str) -> "TokenSplit":
+        dtype = np.dtype(dtype)
+        return cls([np.memmap(p, dtype=dtype, mode="r") for p in paths if Path(p).stat().st_size])
+
+    @classmethod
+    def of(cls, tokens) -> "TokenSplit":
+        """A split from a TokenSplit, a tensor or an array of ids."""
+        if isinstance(tokens, TokenSplit):
+            return tokens
+        if isinstance(tokens, torch.Tensor):
+            tokens = tokens.numpy()
+        return cls([np.asarray(tokens)])
+
+    def __len__(self) -> int:
+        return sum(self.lengths)
+
+    def read(self, shard: int, start: int, length: int) -> np.ndarray:
+        return np.asarray(self.shards[shard][start:start + length], dtype=np.int64)
+
+    def head(self, n: int) -> np.ndarray:
+        return self.read(0, 0, n) if self.shards else np.zeros(0, dtype=np.int64)
+
+
+class WindowSampler:
+    """(x, y) batches of `block_size` windows, y shifted by one, drawn without replacement within
+    each epoch. Draw `d` of the run is window perm_e[d - start_e] of epoch e; the draws of a step are
+    ((step * accum + micro) * world_size + rank) * batch_size + b, so a batch is a pure function of
+    (seed, rank, step): a resumed run draws what the uninterrupted one would, ranks draw disjoint windows.
     """
 
-    def __init__(self, tokens: torch.Tensor, block_size: int, batch_size: int, seed: int, rank: int = 0):
-        if len(tokens) < block_size + 1:
+    def __init__(self, tokens, block_size: int, batch_size: int, seed: int, rank: int = 0,
+                 world_size: int = 1, grad_accum_steps: int = 1):
+        self.split = TokenSplit.of(tokens)
+        longest = max(self.split.lengths, default=0)
+        if longest < block_size + 1:
             raise SplitTooShort(
-                f"a split holds {len(tokens):,} tokens, fewer than block_size + 1 = {block_size + 1:,}; "
-                "lower model.block_size, or use a longer corpus or a larger data.val_fraction")
-        self.tokens, self.block_size, self.batch_size = tokens, block_size, batch_size
-        self.seed, self.rank = seed, rank
-        self.generator = torch.Generator()
+                f"a split holds {longest:,} tokens in its longest shard, fewer than block_size + 1 = "
+                f"{block_size + 1:,}; lower model.block_size, or use a longer corpus or a larger data.val_fraction")
+        self.block_size, self.batch_size, self.seed = block_size, batch_size, seed
+        self.rank, self.world_size, self.accum = rank, world_size, grad_accum_steps
+        self.offsets = min(block_size, longest - block_size)  # each epoch shifts the window grid
+        self.epoch_starts = [0]  # first draw of each epoch, extended as epochs are reached
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def _epoch_offset(self, epoch: int) -> int:
+        return derive_seed(self.seed, "offset", epoch) % self.offsets
+
+    def _counts(self, epoch: int) -> np.ndarray:
+        """Windows per shard in `epoch`."""
+        offset = self._epoch_offset(epoch)
+        return np.array([max(0, (n - 1 - offset) // self.block_size) for n in self.split.lengths])
+
+    def windows_in_epoch(self, epoch: int) -> int:
+        return int(self._counts(epoch).sum())
+
+    def epoch_of(self, draw: int) -> int:
+        while self.epoch_starts[-1] <= draw:
+            self.epoch_starts.append(self.epoch_starts[-1] + self.windows_in_epoch(len(self.epoch_starts) - 1))
+        return bisect.bisect_right(self.epoch_starts, draw) - 1
+
+    def epochs_done(self, draws: int) -> float:
+        """Epochs completed after `draws` windows, with the fraction of the current one."""
+        epoch = self.epoch_of(draws)
+        return epoch + (draws - self.epoch_starts[epoch]) / self.windows_in_epoch(epoch)
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            if len(self._perms) >= 2:
+                self._perms.pop(min(self._perms))
+            generator = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", epoch))
+            self._perms[epoch] = torch.randperm(self.windows_in_epoch(epoch), generator=generator)
+        return self._perms[epoch]
+
+    def window(self, draw: int) -> np.ndarray:
+        """The block_size + 1 tokens of one draw."""
+        epoch = self.epoch_of(draw)
+        index = int(self._permutation(epoch)[draw - self.epoch_starts[epoch]])
+        bounds = np.cumsum(self._counts(epoch))
+        shard = int(np.searchsorted(bounds, index, side="right"))
+        local = index - (int(bounds[shard - 1]) if shard else 0)
+        return self.split.read(shard, self._epoch_offset(epoch) + local * self.block_size, self.block_size + 1)
+
+    def first_draw(self, step: int, micro_step: int = 0) -> int:
+        return ((step * self.accum + micro_step) * self.world_size + self.rank) * self.batch_size
 
     def batch(self, step: int, micro_step: int = 0, device: torch.device | str = "cpu"):
-        self.generator.manual_seed(derive_seed(self.seed, self.rank, step, micro_step))
-        starts = torch.randint(
-            len(self.tokens) - self.block_size, (self.batch_size,), generator=self.generator
-        )
-        offsets = torch.arange(self.block_size)
-        x = self.tokens[starts[:, None] + offsets]  # (B, T)
-        y = self.tokens[starts[:, None] + offsets + 1]  # (B, T)
+        first = self.first_draw(step, micro_step)
+        windows = torch.from_numpy(np.stack([self.window(first + b) for b in range(self.batch_size)]))
+        x, y = windows[:, :-1].contiguous(), windows[:, 1:].contiguous()  # (B, T) each
+        if torch.device(device).type == "cuda":
+            return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
         return x.to(device), y.to(device)
 
 
-def sequential_windows(
-    tokens: torch.Tensor, block_size: int, batch_size: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Every target of the split exactly once: consecutive non-overlapping windows, the last one
-    shorter. Used to evaluate the whole split deterministically."""
-    n_targets = len(tokens) - 1
-    starts = list(range(0, n_targets, block_size))
-    full = [s for s in starts if s + block_size <= n_targets]
+def sequential_windows(tokens, block_size: int, batch_size: int,
+                       max_tokens: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Every target of the split exactly once: consecutive non-overlapping windows in each shard,
+    the last one of a shard shorter. With `max_tokens`, a fixed subset: about max_tokens // block_size
+    full windows evenly spaced over the split (the same windows in every run, so runs compare)."""
+    split = TokenSplit.of(tokens)
+    full, tails = [], []
+    for shard, n in enumerate(split.lengths):
+        starts = range(0, n - 1, block_size)
+        full += [(shard, s) for s in starts if s + block_size <= n - 1]
+        tails += [(shard, s, n - 1 - s) for s in starts if s + block_size > n - 1]
+    if max_tokens is not None and max_tokens < len(split):
+        keep = max(1, max_tokens // block_size)
+        full = [full[i * len(full) // keep] for i in range(min(keep, len(full)))]
+        tails = []
     for i in range(0, len(full), batch_size):
-        idx = torch.tensor(full[i : i + batch_size])[:, None] + torch.arange(block_size)
-        yield tokens[idx], tokens[idx + 1]
-    tail = [s for s in starts if s + block_size > n_targets]
-    for s in tail:
-        yield tokens[s:n_targets][None], tokens[s + 1 : n_targets + 1][None]
+        windows = np.stack([split.read(shard, s, block_size + 1) for shard, s in full[i:i + batch_size]])
+        windows = torch.from_numpy(windows)
+        yield windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
+    for shard, s, length in tails:
+        window = torch.from_numpy(split.read(shard, s, length + 1))[None]
+        yield window[:, :-1].contiguous(), window[:, 1:].contiguous()

@@ -13,13 +13,18 @@ from folio.model import GPT
 
 
 @torch.no_grad()
-def split_loss(model: GPT, tokens: torch.Tensor, batch_size: int = 32) -> dict[str, float]:
-    """Mean cross-entropy in nats per token over the whole split, with bits per token and
-    perplexity (for a character tokenizer, bits per token is bits per character)."""
+def split_loss(model: GPT, tokens, batch_size: int = 32, max_tokens: int | None = None,
+               target_bytes=None) -> dict[str, float]:
+    """Mean cross-entropy in nats per token over the whole split (or the fixed subset of about
+    `max_tokens`, see sequential_windows), with bits per token and perplexity (for a character
+    tokenizer, bits per token is bits per character). With `target_bytes(ids) -> int`, also the
+    bytes of text the predicted targets stand for (`n_bytes`)."""
     model.eval()
     device = next(model.parameters()).device
-    total_nats, n_targets = 0.0, 0
-    for x, y in sequential_windows(tokens, model.config.block_size, batch_size):
+    total_nats, n_targets, n_bytes = 0.0, 0, 0
+    for x, y in sequential_windows(tokens, model.config.block_size, batch_size, max_tokens):
+        if target_bytes is not None:
+            n_bytes += sum(target_bytes(row) for row in y.tolist())
         x, y = x.to(device), y.to(device)
         with autocast_for(device):
             logits, _ = model(x)
@@ -33,4 +38,5 @@ def split_loss(model: GPT, tokens: torch.Tensor, batch_size: int = 32) -> dict[s
         "bits_per_token": loss / math.log(2),
         "perplexity": math.exp(loss),
         "n_tokens": n_targets,
+        "n_bytes": n_bytes,
     }

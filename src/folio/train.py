@@ -2,7 +2,7 @@
 gradient accumulation and clipping, mixed precision, periodic evaluation on both splits, rotating
 checkpoints plus `best`, early stopping, exact resume, and DDP under torchrun.
 
-Every random draw is a pure function of (seed, rank, step): the batches (folio.data.BatchSampler)
+Every random draw is a pure function of (seed, rank, step): the batches (folio.data.WindowSampler)
 and dropout (the global RNG is reseeded from them before each step). So a resumed run, on any
 rank, draws exactly what the uninterrupted run would, and no RNG state needs saving. Build the
 model with `create_model(config, seed)` to make its initial weights a function of the seed too.
@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from folio import checkpoint, distributed
 from folio.config import TrainConfig
-from folio.data import BatchSampler, derive_seed
+from folio.data import WindowSampler, derive_seed
 from folio.device import autocast_for, enable_tf32, make_deterministic, pick_device, pick_dtype
 from folio.errors import FolioError, first_line
 from folio.optim import lr_scale, make_optimizers, set_lr
@@ -77,7 +77,7 @@ def lr_at(step: int, cfg: TrainConfig, elapsed: float = 0.0) -> float:
 
 
 @torch.no_grad()
-def estimate_loss(model, samplers: dict[str, BatchSampler], eval_iters: int, device, dtype) -> dict:
+def estimate_loss(model, samplers: dict[str, WindowSampler], eval_iters: int, device, dtype) -> dict:
     """Mean loss over the same `eval_iters` batches of each split at every evaluation."""
     model.eval()
     out = {}
@@ -127,9 +127,10 @@ class Trainer:
         if cfg.deterministic:
             make_deterministic(self.device)
         block = model.config.block_size
-        self.sampler = BatchSampler(train_tokens, block, cfg.batch_size, cfg.seed, self.rank.rank)
-        self.eval_samplers = {"train": BatchSampler(train_tokens, block, cfg.batch_size, seed=0),
-                              "val": BatchSampler(val_tokens, block, cfg.batch_size, seed=0)}
+        self.sampler = WindowSampler(train_tokens, block, cfg.batch_size, cfg.seed, self.rank.rank,
+                                     self.rank.world_size, cfg.grad_accum_steps)
+        self.eval_samplers = {"train": WindowSampler(train_tokens, block, cfg.batch_size, seed=0),
+                              "val": WindowSampler(val_tokens, block, cfg.batch_size, seed=0)}
         self.model = model.to(self.device)
         self.model.grad_checkpointing = cfg.grad_checkpointing
         self.optimizers = make_optimizers(
@@ -275,8 +276,11 @@ class Trainer:
             lr = cfg.learning_rate * scale
             s.history["steps"].append([s.step, loss, lr])
             if self.rank.is_main:
+                windows_drawn = s.step * tokens_per_step // self.model.config.block_size  # over all ranks
                 self.callback.on_step(s.step, {"train_loss": loss, "lr": lr, "grad_norm": grad_norm,
-                                               "tokens_per_sec": tokens_per_step / elapsed})
+                                               "tokens_per_sec": tokens_per_step / elapsed,
+                                               "tokens_seen": s.step * tokens_per_step,
+                                               "epoch": self.sampler.epochs_done(windows_drawn)})
             out_of_time = cfg.max_seconds is not None and s.train_seconds >= cfg.max_seconds
             if distributed.any_rank(out_of_time, self.rank, self.device):
                 stop_reason = "max_seconds"

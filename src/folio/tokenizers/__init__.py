@@ -13,17 +13,20 @@ from pathlib import Path
 from typing import Protocol
 
 from folio.fileio import write_json
-from folio.tokenizers.bpe import BPETokenizer, TiktokenTokenizer
+from folio.tokenizers.bpe import END_OF_TEXT, BPETokenizer, TiktokenTokenizer
 from folio.tokenizers.char import CharTokenizer
 from folio.tokenizers.pretrained import PretrainedFilesMissing, load_pretrained
 from folio.tokenizers.word import WordTokenizer
 
 META_FILE = "tokenizer.json"
+# Between two documents: the end-of-text token where the tokenizer has one (bpe, tiktoken:*),
+# this text where it has none (char, word).
+TEXT_SEPARATOR = "\n\n"
 PRETRAINED_PREFIX = "tiktoken:"
 
 __all__ = ["Tokenizer", "CharTokenizer", "BPETokenizer", "WordTokenizer", "TiktokenTokenizer",
            "PretrainedFilesMissing", "train_tokenizer", "save_tokenizer", "load_tokenizer",
-           "check_kind"]
+           "check_kind", "document_separator", "end_of_text_id", "TEXT_SEPARATOR"]
 
 
 class Tokenizer(Protocol):
@@ -55,6 +58,20 @@ def train_tokenizer(kind: str, text: str, vocab_size: int) -> Tokenizer:
     if kind == "word":
         return WordTokenizer.train(text, vocab_size)
     return load_pretrained(kind.removeprefix(PRETRAINED_PREFIX))
+
+
+def end_of_text_id(tokenizer: Tokenizer) -> int | None:
+    """The id of <|endoftext|>, where the tokenizer has one (bpe, most tiktoken encodings)."""
+    encoding = getattr(tokenizer, "encoding", None)
+    if encoding is not None and END_OF_TEXT in encoding.special_tokens_set:
+        return encoding.encode_single_token(END_OF_TEXT)
+    return None
+
+
+def document_separator(tokenizer: Tokenizer) -> list[int]:
+    """The ids put between two documents: <|endoftext|>, or TEXT_SEPARATOR encoded."""
+    eot = end_of_text_id(tokenizer)
+    return [eot] if eot is not None else tokenizer.encode(TEXT_SEPARATOR)
 
 
 def save_tokenizer(tokenizer: Tokenizer, directory: str | Path) -> None:
