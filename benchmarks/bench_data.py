@@ -34,8 +34,8 @@ import yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARD_BYTES = 256 * 10**6
-BENCH_VALIDATE = {"max_distinct_chars": 5000, "max_long_line_fraction": 0.01, "max_control_char_fraction": 0.001,
-                  "min_printable_fraction": 0.99}
+BENCH_VALIDATE = {"max_distinct_chars": 20000, "max_duplicate_fraction": 0.8, "max_long_line_fraction": 0.01,
+                  "max_control_char_fraction": 0.001, "min_printable_fraction": 0.99}
 STAGES = ("download", "validate", "tokenize", "prepare", "validate_tokens", "train", "evaluate", "sample", "register")
 
 

@@ -208,3 +208,39 @@ def test_a_pinned_corpus_of_several_files_checks_the_manifest_digest(project):
     artifacts.raw_record("c").unlink()  # as if data/raw/ were fresh: the source is fetched again
     _fails(download, params("corpus", data__sha256=digest), "sha256 mismatch", digest)
     assert (project / "data/raw/c/c.jsonl").read_text() != (project / "corpus/c.jsonl").read_text()  # kept
+
+
+def test_duplicates_are_estimated_over_a_hash_sample_past_the_exact_budget(project, monkeypatch):
+    from pipeline.gates import corpus_suite
+
+    lines = [f"line {i % 700} of a corpus with repeats\n" for i in range(3000)]
+    (project / "dup.txt").write_text("".join(lines))
+    p = params("dup.txt", validate__max_duplicate_fraction=1.0)
+    download.main(p)
+    validate_stage.main(p)
+    exact = json.loads(artifacts.validation_report("corpus").read_text())["stats"]
+    monkeypatch.setattr(corpus_suite, "DUPLICATES_EXACT_BYTES", 20_000)  # the corpus is ~110 kB: k = 6
+    reports = []
+    for _ in range(2):
+        validate_stage.main(p)
+        reports.append(artifacts.validation_report("corpus").read_text())
+    sampled = json.loads(reports[0])["stats"]
+    assert reports[0] == reports[1]  # the sample is the same every run
+    assert exact["duplicates_sampled"] == "exact" and sampled["duplicates_sampled"] == "1/6 of distinct lines (by hash)"
+    assert sampled["duplicate_fraction"] == pytest.approx(exact["duplicate_fraction"], abs=0.05)
+
+
+def test_evaluate_scores_a_fixed_subset_when_the_val_split_is_larger_than_max_tokens(project):
+    write_corpus(project / "corpus")
+    p = params("corpus", evaluate__max_tokens=256)
+    for stage in (download, tokenize, prepare, train):
+        stage.main(p)
+    results = []
+    for _ in range(2):
+        evaluate.main(p)
+        results.append(json.loads(artifacts.METRICS.read_text())["val"])
+    assert results[0] == results[1] and results[0]["subset"] is True
+    assert results[0]["tokens"] == 256 and np.isfinite(results[0]["bits_per_byte"])
+    evaluate.main(params("corpus", evaluate__max_tokens=None))
+    whole = json.loads(artifacts.METRICS.read_text())["val"]
+    assert whole["subset"] is False and whole["tokens"] > 256

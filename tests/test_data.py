@@ -72,7 +72,7 @@ def test_an_epoch_draws_every_window_once_and_ranks_never_share_one():
     assert ranks[0].epochs_done(2 * per_epoch) == pytest.approx(2.0)
 
 
-def test_windows_never_span_two_shards_and_read_memory_maps(tmp_path):
+def test_windows_never_span_two_shards_and_are_read_from_the_files(tmp_path):
     writer = ShardWriter(tmp_path, "train", np.uint16, shard_tokens=100)
     writer.write(np.arange(150))
     writer.write(np.arange(150, 250))

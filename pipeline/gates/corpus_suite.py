@@ -139,6 +139,7 @@ class Scan:
         self.files: list[dict] = []
         self.control = re.compile(CONTROL)
         self.markup = re.compile(MARKUP)
+        self.progress = None  # progress(text bytes scanned so far), after every piece
 
     def example(self, check: str, text: str) -> None:
         self.examples.setdefault(check, text)
@@ -206,6 +207,8 @@ class Scan:
         self.duplicates.add_lines(lines)
         if "mean_line_length" not in self.examples:
             self.example("mean_line_length", "first lines: " + ", ".join(map(clip, lines[:5])))
+        if self.progress:
+            self.progress(self.text_bytes)
 
     @staticmethod
     def _where(file, line_base: int):
@@ -259,12 +262,12 @@ class Scan:
 
 
 def scan(p: ValidateParams, files: list, text_field: str, total_bytes: int, progress=None) -> Scan:
+    """One pass over `files`; `progress(text_bytes_so_far)` after every piece."""
     every = max(1, -(-total_bytes // DUPLICATES_EXACT_BYTES))
     result = Scan(p, every)
+    result.progress = progress
     for file in files:
         result.add_file(file, text_field)
-        if progress:
-            progress(file)
     return result
 
 

@@ -95,15 +95,13 @@ class SplitCounts:
         self.tokens = self.out_of_range = 0
         self.first_bad: tuple[int, int] | None = None  # (token index, id)
         self.longest = max(split.lengths, default=0)
-        for shard in split.shards:
-            for start in range(0, len(shard), COUNT_CHUNK):
-                ids = np.asarray(shard[start:start + COUNT_CHUNK], dtype=np.int64)
-                bad = np.flatnonzero(ids >= vocab_size)
-                if bad.size and self.first_bad is None:
-                    self.first_bad = (self.tokens + int(bad[0]), int(ids[bad[0]]))
-                self.out_of_range += bad.size
-                self.counts += np.bincount(ids[ids < vocab_size], minlength=vocab_size)
-                self.tokens += len(ids)
+        for ids in split.chunks(COUNT_CHUNK):
+            bad = np.flatnonzero(ids >= vocab_size)
+            if bad.size and self.first_bad is None:
+                self.first_bad = (self.tokens + int(bad[0]), int(ids[bad[0]]))
+            self.out_of_range += bad.size
+            self.counts += np.bincount(ids[ids < vocab_size], minlength=vocab_size)
+            self.tokens += len(ids)
 
 
 def _out_of_range_example(name: str, counts: SplitCounts, vocab_size: int) -> str | None:
@@ -116,7 +114,7 @@ def _out_of_range_example(name: str, counts: SplitCounts, vocab_size: int) -> st
 def _unseen_example(tokenizer, train: SplitCounts, val: SplitCounts, val_split) -> str:
     unseen = np.flatnonzero((val.counts > 0) & (train.counts == 0))
     named = ", ".join(f"{_decode(tokenizer, [i])!r} (id {i}) ×{int(val.counts[i]):,}" for i in unseen[:5])
-    head = val_split.head(COUNT_CHUNK)
+    head = val_split.head(COUNT_CHUNK)  # the first million or so ids: where to quote from
     hits = np.flatnonzero(np.isin(head, unseen))
     where = ""
     if hits.size:

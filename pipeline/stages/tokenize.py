@@ -41,10 +41,11 @@ def train_sample(params: Params, manifest: dict) -> Iterator[str]:
 
 
 def corpus_characters(params: Params, manifest: dict) -> str:
-    """Every distinct character of the corpus (separators included), in one streamed pass."""
-    chars: set[str] = set()
-    for _, text in corpus.split_pieces(params.data, manifest):
-        chars |= set(TEXT_SEPARATOR if text is BOUNDARY else text)
+    """Every distinct character of the corpus (and of the separator, if it has several
+    documents), in one streamed pass."""
+    chars = set(TEXT_SEPARATOR) if manifest["documents"] > 1 else set()
+    for text, _ in corpus.pieces(params.data, manifest):
+        chars |= set(text)
     return "".join(sorted(chars))
 
 

@@ -20,15 +20,9 @@ from pipeline.params import Params
 def main(params: Params) -> None:
     manifest = corpus.record(params.data)
     files = corpus.files(params.data, manifest)
-    with Progress("validate", total=manifest["bytes"], every=5.0) as bar:
-        done = [0]
-
-        def progress(file) -> None:
-            done[0] += file.path.stat().st_size
-            bar.update(done[0], manifest["bytes"])
-
+    with Progress("validate (bytes of text)", total=manifest["bytes"], every=10.0) as bar:
         try:
             corpus_suite.check(params.validate_, files, params.data.text_field, manifest["bytes"],
-                               subject=str(artifacts.raw_dir(params.data.name)), progress=progress)
+                               subject=str(artifacts.raw_dir(params.data.name)), progress=bar.update)
         except CorpusError as err:
             raise StageError(str(err)) from None

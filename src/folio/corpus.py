@@ -118,16 +118,16 @@ def _txt_pieces(file: CorpusFile, on_bad_utf8: Callable[[int, int, bytes], None]
                 cut = carry.rfind("\n", 0, len(carry)) + 1 or len(carry)  # a line longer than a piece is cut
                 yield carry[:cut], False
                 carry = carry[cut:]
-        carry += decoder.decode(b"", final=True) if decoder.errors == "replace" else _final(decoder, file, offset)
+        pending = decoder.getstate()[0]
+        try:
+            carry += decoder.decode(b"", final=True)
+        except UnicodeDecodeError:  # the file ends inside a character
+            if on_bad_utf8 is None:
+                raise CorpusError(f"{file.name}: not valid UTF-8 at its end (byte {offset - len(pending):,}): "
+                                  "the file is truncated or not UTF-8") from None
+            on_bad_utf8(offset - len(pending), lines + 1, pending)
+            carry += "\ufffd"
     yield carry, True
-
-
-def _final(decoder, file: CorpusFile, offset: int) -> str:
-    try:
-        return decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        raise CorpusError(f"{file.name}: not valid UTF-8 at its end (byte {offset:,}): the file is "
-                          "truncated or not UTF-8") from None
 
 
 def _field(record, field: str, file: CorpusFile, where: str) -> str:

@@ -109,11 +109,15 @@ class ShardWriter:
 
 
 class TokenSplit:
-    """A split's shards as one sequence of token ids, memory-mapped (or in-memory arrays)."""
+    """A split's shards as one sequence of token ids: memory maps of the shard files (or in-memory
+    arrays). Windows are read from the files with plain reads, not through the maps: the kernel
+    maps pages around every touched one into the process, so random windows through a map make
+    its resident memory grow towards the size of the shards."""
 
     def __init__(self, shards: Sequence[np.ndarray]):
         self.shards = [s for s in shards if len(s)]
         self.lengths = [len(s) for s in self.shards]
+        self._files: dict[int, object] = {}
 
     @classmethod
     def open(cls, paths: Sequence[str | Path], dtype: np.dtype | str) -> "TokenSplit":
@@ -132,11 +136,27 @@ class TokenSplit:
     def __len__(self) -> int:
         return sum(self.lengths)
 
+    def _file(self, shard: int):
+        if shard not in self._files:
+            self._files[shard] = open(self.shards[shard].filename, "rb")
+        return self._files[shard]
+
     def read(self, shard: int, start: int, length: int) -> np.ndarray:
-        return np.asarray(self.shards[shard][start:start + length], dtype=np.int64)
+        array = self.shards[shard]
+        if isinstance(array, np.memmap) and array.filename:
+            f, size = self._file(shard), array.dtype.itemsize
+            f.seek(start * size)
+            return np.frombuffer(f.read(length * size), dtype=array.dtype).astype(np.int64)
+        return np.asarray(array[start:start + length], dtype=np.int64)
+
+    def chunks(self, size: int) -> Iterator[np.ndarray]:
+        """Every id in order, `size` at a time, as int64."""
+        for shard, n in enumerate(self.lengths):
+            for start in range(0, n, size):
+                yield self.read(shard, start, min(size, n - start))
 
     def head(self, n: int) -> np.ndarray:
-        return self.read(0, 0, n) if self.shards else np.zeros(0, dtype=np.int64)
+        return self.read(0, 0, min(n, self.lengths[0])) if self.shards else np.zeros(0, dtype=np.int64)
 
 
 class WindowSampler:
@@ -216,19 +236,34 @@ def sequential_windows(tokens, block_size: int, batch_size: int,
     the last one of a shard shorter. With `max_tokens`, a fixed subset: about max_tokens // block_size
     full windows evenly spaced over the split (the same windows in every run, so runs compare)."""
     split = TokenSplit.of(tokens)
-    full, tails = [], []
-    for shard, n in enumerate(split.lengths):
-        starts = range(0, n - 1, block_size)
-        full += [(shard, s) for s in starts if s + block_size <= n - 1]
-        tails += [(shard, s, n - 1 - s) for s in starts if s + block_size > n - 1]
-    if max_tokens is not None and max_tokens < len(split):
-        keep = max(1, max_tokens // block_size)
-        full = [full[i * len(full) // keep] for i in range(min(keep, len(full)))]
-        tails = []
-    for i in range(0, len(full), batch_size):
-        windows = np.stack([split.read(shard, s, block_size + 1) for shard, s in full[i:i + batch_size]])
-        windows = torch.from_numpy(windows)
-        yield windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
-    for shard, s, length in tails:
-        window = torch.from_numpy(split.read(shard, s, length + 1))[None]
-        yield window[:, :-1].contiguous(), window[:, 1:].contiguous()
+    per_shard = [(n - 1) // block_size for n in split.lengths]  # full windows of each shard
+    bounds = np.cumsum(per_shard)
+    total = int(bounds[-1]) if len(bounds) else 0
+    subset = max_tokens is not None and max_tokens < len(split)
+    keep = min(max(1, max_tokens // block_size), total) if subset else total
+    picks = (i * total // keep for i in range(keep)) if subset else range(total)
+
+    def start_of(window: int) -> tuple[int, int]:
+        shard = int(np.searchsorted(bounds, window, side="right"))
+        return shard, (window - (int(bounds[shard - 1]) if shard else 0)) * block_size
+
+    batch = []
+    for window in picks:
+        shard, start = start_of(window)
+        batch.append(split.read(shard, start, block_size + 1))
+        if len(batch) == batch_size:
+            yield _pair(np.stack(batch))
+            batch = []
+    if batch:
+        yield _pair(np.stack(batch))
+    if subset:
+        return
+    for shard, n in enumerate(split.lengths):  # the shorter last window of each shard
+        start = per_shard[shard] * block_size
+        if start < n - 1:
+            yield _pair(split.read(shard, start, n - start)[None])
+
+
+def _pair(windows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    windows = torch.from_numpy(windows)
+    return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
