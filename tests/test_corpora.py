@@ -74,6 +74,7 @@ def test_a_directory_of_every_format_is_manifested_split_by_document_and_trained
         stage.main(p)
     meta = json.loads(artifacts.PREPARED_META.read_text())
     assert meta["split"] == "documents" and meta["corpus_sha256"] == manifest["sha256"]
+    assert [s["sha256"] for s in meta["sources"]] == [f["sha256"] for f in manifest["files"]]
     tokenizer = load_tokenizer(artifacts.TOKENIZER_DIR)
     eot = tokenizer.encoding.eot_token
     ids = {s: np.concatenate([np.fromfile(artifacts.prepared_shard(f["file"]), np.uint16)

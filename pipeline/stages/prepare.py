@@ -1,7 +1,7 @@
 """Stage prepare — in: data/raw/<name>/, data/raw/<name>.json, data/tokenizer/ — params: data.split,
 data.seed, data.val_fraction, data.text_field, prepare.* — out: data/prepared/ (<split>-NNNNN.bin
 shards of uint16 ids, uint32 for vocabularies over 65,536, and meta.json: tokens per shard, the
-corpus and tokenizer digests, counts).
+digests of the corpus, of each source file and of the tokenizer, counts).
 
 The corpus streams through in batches of about BATCH_CHARS characters; prepare.workers processes
 encode them (the tokenizer's end-of-text token, or the text separator, between documents) and the
@@ -124,6 +124,7 @@ def main(params: Params) -> None:
     meta = {"tokenizer_kind": tokenizer.kind, "tokenizer_digest": tokenizer.digest,
             "vocab_size": tokenizer.vocab_size, "dtype": dtype.name, "val_fraction": params.data.val_fraction,
             "split": plan.kind, "corpus_sha256": manifest["sha256"], "shards": shards, **counts,
+            "sources": [{"path": f["path"], "sha256": f["sha256"]} for f in manifest["files"]],
             "bytes_per_token": total_bytes / max(1, counts["train_tokens"] + counts["val_tokens"])}
     prepared.write_meta(meta)
     log(f"train {meta['train_tokens']:,} tokens, val {meta['val_tokens']:,} tokens in "
