@@ -38,15 +38,18 @@ NOT_IN_FINGERPRINT = ("checkpoint_every", "keep_checkpoints", "keep_previous", "
 TRAIN_MODULE = code_deps.stage_module("train")
 
 
-def identity(params: Params, tokenizer_digest: str, corpus_sha256: str) -> dict:
+def identity(params: Params, tokenizer_digest: str, corpus_sha256: str, prepared_meta: dict | None = None) -> dict:
     """What makes two training runs the same run, as flat keys (run.json keeps it, so a move
-    aside can say what changed)."""
+    aside can say what changed). `prepared_meta` (data/prepared/meta.json) tells one split of the
+    corpus from another (data.split, data.seed, prepare.shard_tokens)."""
     flat = params.flat()
     keys = [k for k in flat if k.startswith("model.") or
             (k.startswith("train.") and k.removeprefix("train.") not in NOT_IN_FINGERPRINT)]
     return {**{k: flat[k] for k in keys}, "data.val_fraction": params.data.val_fraction,
             "tokenizer digest": tokenizer_digest, "corpus sha256": corpus_sha256,
-            "training code": code_deps.digest(TRAIN_MODULE)}
+            "training code": code_deps.digest(TRAIN_MODULE)} | (
+        {"prepared data": hashlib.sha256(json.dumps(prepared_meta, sort_keys=True).encode()).hexdigest()[:16]}
+        if prepared_meta else {})
 
 
 def fingerprint(run_identity: dict) -> str:

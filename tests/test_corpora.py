@@ -245,3 +245,17 @@ def test_evaluate_scores_a_fixed_subset_when_the_val_split_is_larger_than_max_to
     evaluate.main(params("corpus", evaluate__max_tokens=None))
     whole = json.loads(artifacts.METRICS.read_text())["val"]
     assert whole["subset"] is False and whole["tokens"] > 256
+
+
+def test_another_split_of_the_corpus_is_another_run(project):
+    """data.seed picks other val documents: the run in models/ is not resumed on them but moved aside."""
+    write_corpus(project / "corpus")
+    p = params("corpus")
+    for stage in (download, tokenize, prepare, train):
+        stage.main(p)
+    reseeded = params("corpus", data__seed=2)
+    prepare.main(reseeded)
+    train.main(reseeded)
+    moved = list(artifacts.PREVIOUS_RUNS.iterdir())
+    assert len(moved) == 1 and (moved[0] / "best.pt").exists()
+    assert "prepared data" in json.loads((moved[0] / "run.json").read_text())["identity"]

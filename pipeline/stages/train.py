@@ -66,7 +66,7 @@ def main(params: Params) -> None:
     tokenizer = tokenizer_files.load()
     record = corpus.record(params.data)
     device = check_device(params.train.device).device
-    identity = resume.identity(params, tokenizer.digest, record["sha256"])
+    identity = resume.identity(params, tokenizer.digest, record["sha256"], prepared.read_meta())
     new_run_name = tracking.run_name(params.flat())
     # everything that can be wrong is checked before models/ is touched
     source = init_from.source(params, tokenizer)  # a source the run can't start from fails here
