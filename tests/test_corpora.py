@@ -259,3 +259,16 @@ def test_another_split_of_the_corpus_is_another_run(project):
     moved = list(artifacts.PREVIOUS_RUNS.iterdir())
     assert len(moved) == 1 and (moved[0] / "best.pt").exists()
     assert "prepared data" in json.loads((moved[0] / "run.json").read_text())["identity"]
+
+
+def test_a_workspace_from_before_sharded_corpora_is_told_to_rerun(project):
+    artifacts.raw_dir("c").mkdir(parents=True)
+    artifacts.raw_corpus("c").write_text(document(0) * 20)
+    artifacts.raw_record("c").write_text(json.dumps({"sha256": "0" * 64, "bytes": 1, "source": "x", "pinned": False}))
+    _fails(validate_stage, params("x"), "data/raw/c.json is not a manifest of this folio's format", "folio download")
+    artifacts.PREPARED_META.parent.mkdir(parents=True)
+    artifacts.PREPARED_META.write_text(json.dumps({"dtype": "uint16", "train_tokens": 5}))
+    from pipeline.artifacts import prepared
+
+    with pytest.raises(StageError, match="names no shards .*; run `folio prepare`"):
+        prepared.load_split("train")

@@ -55,7 +55,11 @@ def record(data) -> dict:
     "source", "pinned"}. Rebuilt from the files themselves when they were put in place by hand."""
     path, directory = raw_record(data.name), raw_dir(data.name)
     if path.exists():
-        return json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if "files" not in manifest:  # written by a folio before corpora of several files
+            raise StageError(f"{path} is not a manifest of this folio's format; run `folio download` "
+                             "(or `dvc repro`) again")
+        return manifest
     require(directory, "download")
     files = sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith("."))
     if not files:

@@ -21,6 +21,9 @@ def write_meta(meta: dict) -> None:
 def shard_paths(split: str, meta: dict | None = None) -> list:
     """The split's shard files, each checked against the size meta.json gives it."""
     meta = meta or read_meta()
+    if "shards" not in meta:  # written by a folio before sharded splits
+        raise StageError(f"{PREPARED_META} names no shards (an older folio wrote it); run `folio prepare` "
+                         "(or `dvc repro`) again")
     paths = []
     for shard in meta["shards"][split]:
         path = prepared_shard(shard["file"])

@@ -1,8 +1,8 @@
 """Token shards on disk and the batches drawn from them.
 
 A split is a list of shards: flat arrays of token ids saved as raw little-endian uint16 (`.bin`),
-as in nanoGPT, or uint32 when the vocabulary does not fit in 16 bits. `TokenSplit` memory-maps
-them, so a batch reads only its windows' pages and memory does not grow with the corpus.
+as in nanoGPT, or uint32 when the vocabulary does not fit in 16 bits. `TokenSplit` reads a batch's
+windows from the files, so memory does not grow with the corpus.
 
 Batches are drawn without replacement within an epoch: each epoch is a seeded permutation of the
 split's windows (block_size + 1 tokens at a seeded offset), and the windows of one optimizer step
