@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from folio.data import TokenSplit
 from folio.fileio import write_json
 from pipeline.artifacts import PREPARED_META, prepared_shard, require
@@ -27,7 +29,7 @@ def shard_paths(split: str, meta: dict | None = None) -> list:
     paths = []
     for shard in meta["shards"][split]:
         path = prepared_shard(shard["file"])
-        expected = shard["tokens"] * (2 if meta["dtype"] == "uint16" else 4)
+        expected = shard["tokens"] * np.dtype(meta["dtype"]).itemsize
         if not path.exists() or path.stat().st_size != expected:
             raise StageError(f"{path} is missing or not the size meta.json says ({expected:,} bytes): "
                              "the shards are partial; run `folio prepare` (or `dvc repro`) again")

@@ -60,10 +60,10 @@ def encode_batch(task: tuple[str, list]) -> tuple[str, np.ndarray, int, int]:
     return split, ids, chars, size
 
 
-def batches(params: Params, manifest: dict):
+def batches(params: Params, manifest: dict, plan):
     """(split, segments) of about BATCH_CHARS characters, in stream order."""
     pending = {split: ([], 0) for split in SPLITS}
-    for split, text in corpus.split_pieces(params.data, manifest):
+    for split, text in corpus.split_pieces(params.data, manifest, plan):
         segments, size = pending[split]
         segments.append(text)
         size += 0 if text is BOUNDARY else len(text)
@@ -76,17 +76,17 @@ def batches(params: Params, manifest: dict):
             yield split, segments
 
 
-def encoded(params: Params, manifest: dict, workers: int):
+def encoded(params: Params, manifest: dict, plan, workers: int):
     """encode_batch over every batch, results in order; `workers` processes, or inline."""
     if workers == 1:
         _load_worker_tokenizer(str(artifacts.TOKENIZER_DIR))
-        yield from map(encode_batch, batches(params, manifest))
+        yield from map(encode_batch, batches(params, manifest, plan))
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     with multiprocessing.get_context(method).Pool(workers, _load_worker_tokenizer,
                                                   (str(artifacts.TOKENIZER_DIR),)) as pool:
         in_flight = collections.deque()
-        for task in batches(params, manifest):
+        for task in batches(params, manifest, plan):
             in_flight.append(pool.apply_async(encode_batch, (task,)))
             if len(in_flight) >= 2 * workers:
                 yield in_flight.popleft().get()
@@ -107,7 +107,7 @@ def main(params: Params) -> None:
         stale.unlink()
     try:
         with Progress("prepare", total=manifest["bytes"], every=10.0) as bar:
-            for split, ids, chars, size in encoded(params, manifest, workers):
+            for split, ids, chars, size in encoded(params, manifest, plan, workers):
                 writers[split].write(ids)
                 counts[f"{split}_tokens"] += len(ids)
                 counts[f"{split}_chars"] += chars

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Iterator
 
-from folio.data import derive_seed
+from folio.seeds import derive_seed
 from folio.splits import BOUNDARY
 from folio.tokenizers import TEXT_SEPARATOR, train_tokenizer
 from pipeline import artifacts

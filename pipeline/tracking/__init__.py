@@ -127,7 +127,7 @@ def log_corpus_dataset(name: str, manifest: dict) -> None:
             source = resolve_dataset_source(str(Path(url.removeprefix("file://")).resolve()))
     dataset = MetaDataset(source=source, name=name, digest=sha256[:16])
     tags = {"sha256": sha256, "size_bytes": str(manifest["bytes"]),
-            "files": str(len(manifest.get("files", [1]))), "documents": str(manifest.get("documents", 1))}
+            "files": str(len(manifest["files"])), "documents": str(manifest["documents"])}
     ml.log_input(dataset, context="training", tags=tags)
 
 

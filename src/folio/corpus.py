@@ -78,13 +78,29 @@ def _decompression_errors() -> tuple[type[BaseException], ...]:
     return errors
 
 
+def _cannot_decompress(file: CorpusFile, err: BaseException, where: str = "") -> CorpusError:
+    return CorpusError(f"{file.name}: cannot decompress ({file.compression}){where}: {err or type(err).__name__}; "
+                       "the file is truncated or corrupt: fetch it again")
+
+
 def _blocks(stream: BinaryIO, file: CorpusFile) -> Iterator[bytes]:
     try:
         while block := stream.read(READ_BYTES):
             yield block
     except _decompression_errors() as err:
-        raise CorpusError(f"{file.name}: cannot decompress ({file.compression}): {err or type(err).__name__}; "
-                          "the file is truncated or corrupt: fetch it again") from None
+        raise _cannot_decompress(file, err) from None
+
+
+def _lines(file: CorpusFile) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) of the (decompressed) file."""
+    line_number = 0
+    with open_bytes(file) as stream:
+        reader = io.BufferedReader(stream, READ_BYTES) if file.compression else stream
+        try:
+            for line_number, line in enumerate(reader, 1):
+                yield line_number, line
+        except _decompression_errors() as err:
+            raise _cannot_decompress(file, err, f" after line {line_number:,}") from None
 
 
 def _txt_pieces(file: CorpusFile, on_bad_utf8: Callable[[int, int, bytes], None] | None,
@@ -141,23 +157,15 @@ def _field(record, field: str, file: CorpusFile, where: str) -> str:
 
 
 def _jsonl_pieces(file: CorpusFile, field: str) -> Iterator[tuple[str, bool]]:
-    with open_bytes(file) as stream:
-        reader = io.BufferedReader(stream, READ_BYTES) if file.compression else stream
-        line_number = 0
+    for line_number, line in _lines(file):
+        if not line.strip():
+            continue
         try:
-            for line in reader:
-                line_number += 1
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                    raise CorpusError(f"{file.name} line {line_number:,}: not a JSON record ({err}); "
-                                      "fix or remove the line") from None
-                yield _field(record, field, file, f"line {line_number:,}"), True
-        except _decompression_errors() as err:
-            raise CorpusError(f"{file.name}: cannot decompress ({file.compression}) after line {line_number:,}: "
-                              f"{err or type(err).__name__}; the file is truncated or corrupt") from None
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise CorpusError(f"{file.name} line {line_number:,}: not a JSON record ({err}); "
+                              "fix or remove the line") from None
+        yield _field(record, field, file, f"line {line_number:,}"), True
 
 
 def _parquet_pieces(file: CorpusFile, field: str) -> Iterator[tuple[str, bool]]:
@@ -209,12 +217,4 @@ def count_documents(file: CorpusFile, text_field: str = "text") -> int:
             raise CorpusError(f"{file.name}: not a readable Parquet file ({err})") from None
     if file.format == "parquet":
         return sum(1 for _ in pieces(file, text_field))
-    count = 0
-    with open_bytes(file) as stream:
-        reader = io.BufferedReader(stream, READ_BYTES) if file.compression else stream
-        try:
-            count = sum(1 for line in reader if line.strip())
-        except _decompression_errors() as err:
-            raise CorpusError(f"{file.name}: cannot decompress ({file.compression}): {err or type(err).__name__}; "
-                              "the file is truncated or corrupt: fetch it again") from None
-    return count
+    return sum(1 for _, line in _lines(file) if line.strip())

@@ -12,7 +12,6 @@ are spread over DDP ranks by their draw index, so ranks never share a window wit
 from __future__ import annotations
 
 import bisect
-import hashlib
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -21,17 +20,11 @@ import torch
 
 from folio.errors import FolioError
 from folio.fileio import atomic_path
+from folio.seeds import derive_seed
 
 
 class SplitTooShort(FolioError, ValueError):
     """A split holds fewer tokens than one training window."""
-
-
-def derive_seed(*parts: int | str) -> int:
-    """A 63-bit seed that is a pure function of `parts` (e.g. seed, rank, step): the same in
-    every process, on every machine and Python version (unlike hash(), which may change)."""
-    key = ",".join(map(str, parts)).encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
 
 
 def split_text(text: str, val_fraction: float) -> tuple[str, str]:
@@ -47,10 +40,14 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
 
 
-def write_tokens(path: str | Path, ids, dtype: np.dtype | str = np.uint16) -> None:
-    ids, dtype = np.asarray(ids), np.dtype(dtype)
+def _check_fits(ids: np.ndarray, dtype: np.dtype) -> None:
     if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(dtype).max):
         raise ValueError(f"token ids must fit in {dtype.name}")
+
+
+def write_tokens(path: str | Path, ids, dtype: np.dtype | str = np.uint16) -> None:
+    ids, dtype = np.asarray(ids), np.dtype(dtype)
+    _check_fits(ids, dtype)
     with atomic_path(path) as tmp:
         ids.astype(dtype).tofile(tmp)
 
@@ -77,8 +74,7 @@ class ShardWriter:
 
     def write(self, ids) -> None:
         ids = np.asarray(ids)
-        if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(self.dtype).max):
-            raise ValueError(f"token ids must fit in {self.dtype.name}")
+        _check_fits(ids, self.dtype)
         while ids.size:
             if self.file is None or self.shards[-1]["tokens"] == self.shard_tokens:
                 self._finish_file()

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from folio.data import derive_seed
+from folio.seeds import derive_seed
 
 BOUNDARY = None
 SPLITS = ("train", "val")

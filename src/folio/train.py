@@ -24,7 +24,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from folio import checkpoint, distributed
 from folio.config import TrainConfig
-from folio.data import WindowSampler, derive_seed
+from folio.data import WindowSampler
+from folio.seeds import derive_seed
 from folio.device import autocast_for, enable_tf32, make_deterministic, pick_device, pick_dtype
 from folio.errors import FolioError, first_line
 from folio.optim import lr_scale, make_optimizers, set_lr
