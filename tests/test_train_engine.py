@@ -210,21 +210,6 @@ def test_ddp_kill_and_resume_gives_every_rank_its_own_dropout_back(ddp_run, tmp_
         assert (cut / f"params-rank{rank}.txt").read_text() == (ddp_run / f"params-rank{rank}.txt").read_text()
 
 
-def test_auto_dtype_is_bfloat16_only_where_it_is_fast_and_says_why(monkeypatch):
-    from folio import device as dev
-
-    cpu = torch.device("cpu")
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-    assert dev.pick_dtype("auto", cpu) == (torch.float32, "auto: float32 on cpu")
-    dtype, reason = dev.pick_dtype("bfloat16", cpu)
-    assert dtype == torch.bfloat16 and "slower than float32" in reason
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
-    assert dev.pick_dtype("auto", cpu) == (torch.bfloat16, "auto: this CPU has AMX or AVX512-BF16")
-    assert dev.pick_dtype("bfloat16", cpu) == (torch.bfloat16, "requested")
-    assert dev.inference_dtype(cpu) == torch.float32  # evaluation stays exact on any CPU
-
-
 def test_a_compile_failure_at_the_first_step_falls_back_to_eager(tokens, tmp_path, monkeypatch):
     """torch.compile fails lazily, at the first forward (no C++ compiler, no Triton): one warning,
     then the run trains in eager mode exactly as an eager run would."""

@@ -47,31 +47,49 @@ def pick_device(requested: str = "auto") -> DeviceChoice:
     return DeviceChoice(torch.device("cpu"), "auto: no CUDA or MPS")
 
 
-def cpu_has_fast_bfloat16() -> bool:
-    """AMX or AVX512-BF16: bf16 matmuls run several times faster than float32 (else slower)."""
-    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+def cpu_bfloat16_units() -> list[str]:
+    """The bf16 matmul units this CPU has (AMX-BF16, AVX512-BF16), from torch's public
+    `torch.cpu.get_capabilities()`: with either, bf16 matmuls run several times faster than
+    float32; without, bf16 is emulated and slower."""
+    capabilities = torch.cpu.get_capabilities()
+    return [name for key, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16"))
+            if capabilities.get(key)]
+
+
+def cuda_bfloat16_native() -> bool:
+    """bf16 in hardware (compute capability 8.0+: Ampere and later). `including_emulation=False`:
+    older GPUs emulate bf16, slowly, and would otherwise report it as supported."""
+    return torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 def pick_dtype(requested: str, device: torch.device) -> tuple[torch.dtype, str]:
-    """The training compute dtype and why. `auto` is bf16 autocast where bf16 is fast — CUDA that
-    supports it, CPUs with AMX or AVX512-BF16 — and float32 elsewhere (bf16 matmuls are slower
-    than float32 on other CPUs; the reason says so when bf16 is asked for there)."""
+    """The training compute dtype and why. `auto`: bf16 autocast where bf16 is fast (CUDA GPUs
+    with native bf16, CPUs with AMX or AVX512-BF16), fp16 autocast with a GradScaler on CUDA GPUs
+    without bf16, float32 elsewhere (other CPUs, where bf16 is slower than float32, and MPS)."""
     if requested != "auto":
-        if requested == "bfloat16" and device.type == "cpu" and not cpu_has_fast_bfloat16():
+        if requested == "bfloat16" and device.type == "cpu" and not cpu_bfloat16_units():
             return DTYPES[requested], ("requested, but this CPU has neither AMX nor AVX512-BF16: "
                                        "bfloat16 is slower than float32 here (auto picks float32)")
         return DTYPES[requested], "requested"
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16, "auto: CUDA supports bfloat16"
-    if device.type == "cpu" and cpu_has_fast_bfloat16():
-        return torch.bfloat16, "auto: this CPU has AMX or AVX512-BF16"
+    if device.type == "cuda":
+        capability = "compute capability {}.{}".format(*torch.cuda.get_device_capability(device))
+        if cuda_bfloat16_native():
+            return torch.bfloat16, f"auto: this GPU ({capability}) has native bfloat16"
+        return torch.float16, (f"auto: this GPU ({capability}) has no native bfloat16; "
+                               "float16 with a gradient scaler")
+    if device.type == "cpu":
+        units = cpu_bfloat16_units()
+        if units:
+            return torch.bfloat16, f"auto: this CPU has {' and '.join(units)}"
+        return torch.float32, ("auto: this CPU has neither AMX nor AVX512-BF16, where bfloat16 "
+                               "is slower than float32")
     return torch.float32, f"auto: float32 on {device.type}"
 
 
 def inference_dtype(device: torch.device) -> torch.dtype:
     """What evaluation and generation compute in: bf16 on CUDA that supports it, float32 elsewhere
     (on a CPU, float32 inference is fast enough and keeps the reported metrics exact)."""
-    return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if device.type == "cuda" and cuda_bfloat16_native() else torch.float32
 
 
 def autocast_for(device: torch.device, dtype: torch.dtype | None = None) -> contextlib.AbstractContextManager:
