@@ -132,6 +132,7 @@ class TrainParams(Section):
     optimizer: Literal["adamw", "muon"] = Field(_TRAIN["optimizer"], description="muon: torch.optim.Muon for the 2-D block weights, AdamW for the rest")
     muon_lr: float = Field(_TRAIN["muon_lr"], gt=0, description="peak Muon learning rate (optimizer: muon)")
     eval_interval: int = Field(_TRAIN["eval_interval"], ge=1, description="steps between evaluations on both splits")
+    log_interval: int = Field(_TRAIN["log_interval"], ge=1, description="steps between reads of the loss from the device (each one a host sync); every step is still logged")
     eval_iters: int = Field(_TRAIN["eval_iters"], ge=1, description="batches per split in each evaluation")
     checkpoint_every: int | None = Field(_TRAIN["checkpoint_every"], ge=1, description="steps between checkpoints; null = every evaluation")
     keep_checkpoints: int = Field(_TRAIN["keep_checkpoints"], ge=1, description="step checkpoints kept (plus best.pt)")
@@ -254,13 +255,21 @@ def apply_override(tree: dict, assignment: str) -> None:
     key, sep, raw = assignment.partition("=")
     if not sep or not key:
         raise ParamsError(f"override {assignment!r} is not of the form key.path=value")
-    *parents, leaf = key.strip().split(".")
+    _assign(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else "", f"override {assignment!r}")
+
+
+def _assign(tree: dict, key: str, value, source: str) -> None:
+    *parents, leaf = key.split(".")
     node = tree
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ParamsError(f"override {assignment!r}: {part!r} is not a section")
-    node[leaf] = yaml.safe_load(raw) if raw.strip() else ""
+            raise ParamsError(f"{source}: {part!r} is not a section")
+    node[leaf] = value
+
+
+def _yaml_value(value) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
 
 
 def validate(tree: dict) -> Params:
@@ -278,13 +287,33 @@ def validate(tree: dict) -> Params:
                           + "; fix them in the params file or the --set overrides") from None
 
 
-def load(path: str | Path = artifacts.PARAMS, overrides: list[str] | tuple[str, ...] = ()) -> Params:
+def read_tree(path: str | Path) -> dict:
+    """A params file as a nested dict. A preset names the file it builds on with `extends:`
+    (relative to the preset): that file is read first and the preset's keys are laid over it."""
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path} not found; run folio from the project root (or pass --params)")
     tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(tree, dict):
         raise ParamsError(f"{path}: expected a mapping at the top level")
+    base = tree.pop("extends", None)
+    if base is None:
+        return tree
+    merged = read_tree(path.parent / base)
+    for key, value in _flatten(tree):
+        _assign(merged, key, value, str(path))
+    return merged
+
+
+def preset_assignments(path: str | Path) -> list[str]:
+    """A preset's own keys as `key=value` (what `dvc exp run -S` takes), less `extends`."""
+    tree = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    tree.pop("extends", None)
+    return [f"{key}={_yaml_value(value)}" for key, value in _flatten(tree)]
+
+
+def load(path: str | Path = artifacts.PARAMS, overrides: list[str] | tuple[str, ...] = ()) -> Params:
+    tree = read_tree(path)
     for assignment in overrides:
         apply_override(tree, assignment)
     return validate(tree)

@@ -33,8 +33,8 @@ from pipeline import artifacts, code_deps
 from pipeline.artifacts import models as model_files
 from pipeline.params import Params
 
-# train.* keys that change how checkpoints are kept, not what is trained
-NOT_IN_FINGERPRINT = ("checkpoint_every", "keep_checkpoints", "keep_previous", "nproc")
+# train.* keys that change how checkpoints are kept or losses read, not what is trained
+NOT_IN_FINGERPRINT = ("checkpoint_every", "keep_checkpoints", "keep_previous", "nproc", "log_interval")
 TRAIN_MODULE = code_deps.stage_module("train")
 
 

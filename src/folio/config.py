@@ -58,6 +58,7 @@ class TrainConfig:
     optimizer: str = "adamw"  # adamw | muon
     muon_lr: float = 0.02
     eval_interval: int = 250
+    log_interval: int = 10  # steps between reads of the loss from the device (a host sync)
     eval_iters: int = 20
     checkpoint_every: int | None = None  # default: every evaluation
     keep_checkpoints: int = 2

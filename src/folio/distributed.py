@@ -29,12 +29,17 @@ def launched_by_torchrun() -> bool:
 
 
 def init(device: torch.device) -> Rank:
-    """Join the process group torchrun set up (a no-op in a single process)."""
+    """Join the process group torchrun set up (a no-op in a single process). On CUDA each rank
+    first makes its own GPU (LOCAL_RANK) the current device: otherwise every rank's NCCL
+    communicator and stray allocations land on GPU 0."""
     if not launched_by_torchrun():
         return Rank()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Rank(dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), dist.get_world_size())
+    return Rank(dist.get_rank(), local_rank, dist.get_world_size())
 
 
 def any_rank(flag: bool, rank: Rank, device: torch.device) -> bool:

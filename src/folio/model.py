@@ -21,6 +21,14 @@ from torch.utils.checkpoint import checkpoint
 
 from folio.config import GPTConfig
 
+PAD_VOCAB_TO = 64
+
+
+def pads_vocab(x: torch.Tensor) -> bool:
+    """Whether the head's matmul pads the vocabulary: on CUDA (a CPU gains nothing from it)."""
+    return x.is_cuda
+
+
 class KVCache:
     """Keys and values of every layer, preallocated for block_size positions per row: for each
     layer, k[layer] and v[layer] (B, H, S, D). Row b holds its first `lengths[b]` positions; each
@@ -255,11 +263,23 @@ class GPT(nn.Module):
                 x = checkpoint(block, x, positions, use_reentrant=False)
             else:
                 x = block(x, positions)
-        logits = self.lm_head(self.ln_f(x))  # (B, T, V)
+        logits = self.logits(self.ln_f(x))  # (B, T, V)
         if targets is None:
             return logits, None
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1))
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.view(-1))
         return logits, loss
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T, C) -> logits (B, T, V). On CUDA the head's matmul runs over the vocabulary
+        padded with zero rows to a multiple of PAD_VOCAB_TO (tensor-core tiles: 65 -> 128,
+        GPT-2's 50257 -> 50304) and the pad ids' logits are cut off, so no probability can go to
+        them and checkpoints keep the true vocabulary. Under torch.compile the padding fuses with
+        autocast's cast of the weight, which runs anyway."""
+        pad = -self.config.vocab_size % PAD_VOCAB_TO
+        if pad and pads_vocab(x):
+            weight = F.pad(self.lm_head.weight, (0, 0, 0, pad))  # (V + pad, C)
+            return F.linear(x, weight)[..., : self.config.vocab_size]
+        return self.lm_head(x)
 
     def forward_cached(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Inference on new tokens only: idx (B, T) continues each row after its `cache.lengths`
@@ -272,7 +292,7 @@ class GPT(nn.Module):
         x = self.embed(idx, positions)  # (B, T, C)
         for layer, block in enumerate(self.blocks):
             x = block(x, positions, cache, layer)
-        return self.lm_head(self.ln_f(x))
+        return self.logits(self.ln_f(x))
 
     @torch.no_grad()
     def attention_maps(self, idx: torch.Tensor) -> torch.Tensor:

@@ -83,13 +83,13 @@ def estimate_loss(model, samplers: dict[str, WindowSampler], eval_iters: int, de
     model.eval()
     out = {}
     for split, sampler in samplers.items():
-        losses = []
+        losses = torch.zeros(eval_iters, device=device)
         for i in range(eval_iters):
             x, y = sampler.batch(i, device=device)
             with autocast_for(device, dtype):
                 _, loss = model(x, y)
-            losses.append(loss.item())
-        out[f"{split}_loss"] = sum(losses) / len(losses)
+            losses[i] = loss
+        out[f"{split}_loss"] = losses.mean().item()  # one host sync per split
     model.train()
     return out
 
@@ -208,9 +208,10 @@ class Trainer:
 
     # -- one step, one evaluation -------------------------------------------------------------
 
-    def train_step(self) -> tuple[float, float]:
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward/backward over `grad_accum_steps` micro-batches, clip, step. Returns the mean
-        loss and the gradient norm before clipping."""
+        loss and the gradient norm before clipping as tensors on the device: reading them is a
+        host sync, left to `_read_back` at log intervals."""
         cfg, accum = self.cfg, self.cfg.grad_accum_steps
         torch.manual_seed(derive_seed(cfg.seed, self.rank.rank, self.state.step, "dropout"))
         for optimizer in self.optimizers:
@@ -229,16 +230,32 @@ class Trainer:
         for optimizer in self.optimizers:
             self.scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(
-            self.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-        loss_value = total.item() / accum
-        if not math.isfinite(loss_value):
-            raise NonFiniteLossError(
-                f"loss is {loss_value} at step {self.state.step + 1}; the last good checkpoint is "
-                f"{self.out_dir / 'last.pt'} (step {resume_step(self.out_dir)})")
+            self.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"), foreach=True)
         for optimizer in self.optimizers:
             self.scaler.step(optimizer)
         self.scaler.update()
-        return loss_value, float(grad_norm)
+        return total / accum, grad_norm.detach()
+
+    def _read_back(self, pending: list, seconds: float, tokens_per_step: int) -> None:
+        """Read the losses of the steps since the last read (one host sync for all of them),
+        stop on the first that is not finite, record them and report them step by step.
+        `pending` holds (step, loss, grad_norm, lr); `seconds` is the wall time they took."""
+        s = self.state
+        losses, norms = torch.stack([p[1] for p in pending]), torch.stack([p[2] for p in pending])
+        values = torch.stack([losses.float(), norms.float()]).tolist()
+        for (step, _, _, lr), loss, grad_norm in zip(pending, *values):
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"loss is {loss} at step {step}; the last good checkpoint is "
+                    f"{self.out_dir / 'last.pt'} (step {resume_step(self.out_dir)})")
+            s.history["steps"].append([step, loss, lr])
+            if self.rank.is_main:
+                windows_drawn = step * tokens_per_step // self.model.config.block_size  # over all ranks
+                self.callback.on_step(step, {"train_loss": loss, "lr": lr, "grad_norm": grad_norm,
+                                             "tokens_per_sec": tokens_per_step * len(pending) / seconds,
+                                             "tokens_seen": step * tokens_per_step,
+                                             "epoch": self.sampler.epochs_done(windows_drawn)})
+        pending.clear()
 
     def evaluate(self) -> bool:
         """Evaluate both splits; returns whether val loss improved."""
@@ -263,6 +280,7 @@ class Trainer:
         if s.step == 0 and not s.history["evals"]:
             self._save(rotate=True, best=self.evaluate())
         stop_reason = s.stop_reason or ("max_iters" if s.step >= cfg.max_iters else None)
+        pending, since_read = [], time.perf_counter()  # steps whose loss is still on the device
         while stop_reason is None:
             scale = lr_scale(s.step, s.train_seconds, warmup_iters=cfg.warmup_iters,
                              max_iters=cfg.max_iters, max_seconds=cfg.max_seconds,
@@ -271,29 +289,30 @@ class Trainer:
             started = time.perf_counter()
             loss, grad_norm = self._until_compile_proven(self.train_step)
             self.compile_unproven = False
-            elapsed = time.perf_counter() - started
-            s.train_seconds += elapsed
+            s.train_seconds += time.perf_counter() - started
             s.step += 1
-            lr = cfg.learning_rate * scale
-            s.history["steps"].append([s.step, loss, lr])
-            if self.rank.is_main:
-                windows_drawn = s.step * tokens_per_step // self.model.config.block_size  # over all ranks
-                self.callback.on_step(s.step, {"train_loss": loss, "lr": lr, "grad_norm": grad_norm,
-                                               "tokens_per_sec": tokens_per_step / elapsed,
-                                               "tokens_seen": s.step * tokens_per_step,
-                                               "epoch": self.sampler.epochs_done(windows_drawn)})
-            out_of_time = cfg.max_seconds is not None and s.train_seconds >= cfg.max_seconds
-            if distributed.any_rank(out_of_time, self.rank, self.device):
-                stop_reason = "max_seconds"
-            elif s.step >= cfg.max_iters:
+            pending.append((s.step, loss, grad_norm, cfg.learning_rate * scale))
+            evaluating = s.step % cfg.eval_interval == 0
+            saving = s.step % checkpoint_every == 0
+            reading = len(pending) >= cfg.log_interval or evaluating or saving or s.step >= cfg.max_iters
+            # the time budget is agreed by all ranks (a collective: at reads only, under DDP)
+            if cfg.max_seconds is not None and (reading or not self.rank.distributed):
+                out_of_time = distributed.any_rank(s.train_seconds >= cfg.max_seconds, self.rank, self.device)
+                reading = reading or out_of_time
+                stop_reason = "max_seconds" if out_of_time else None
+            if stop_reason is None and s.step >= cfg.max_iters:
                 stop_reason = "max_iters"
+            if not reading:
+                continue
+            self._read_back(pending, time.perf_counter() - since_read, tokens_per_step)
             improved = False
-            if s.step % cfg.eval_interval == 0 or stop_reason:
+            if evaluating or stop_reason:
                 improved = self.evaluate()
                 if cfg.patience and s.evals_since_best >= cfg.patience and not stop_reason:
                     stop_reason = "patience"
             s.stop_reason = stop_reason
-            self._save(rotate=s.step % checkpoint_every == 0 or bool(stop_reason), best=improved)
+            self._save(rotate=saving or bool(stop_reason), best=improved)
+            since_read = time.perf_counter()  # evaluation and saving are not training time
         return TrainResult(s.step, s.best_val_loss, s.history, s.train_seconds, stop_reason)
 
 
