@@ -184,6 +184,18 @@ def runs(limit: int = typer.Option(10, min=1, help="how many recent runs to show
     guarded("runs", lambda: show(limit))
 
 
+@app.command()
+def preset(path: Path = typer.Argument(..., help="a preset file, e.g. presets/cpu-speedrun.yaml")) -> None:
+    """Print a preset's keys as `-S key=value` arguments: `dvc exp run $(folio preset FILE)`."""
+    def show() -> None:
+        from pipeline import params as params_module
+
+        params_module.load(path)  # the preset, laid over what it extends, must validate
+        typer.echo(" ".join(f"-S {a}" for a in params_module.preset_assignments(path)))
+
+    guarded("preset", show)
+
+
 @app.command("import-gpt2")
 def import_gpt2(
     directory: Path = typer.Argument(..., help="a Hugging Face GPT-2 directory: config.json + model.safetensors or pytorch_model.bin"),

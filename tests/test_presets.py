@@ -1,32 +1,83 @@
-"""The README's GPU preset one-liner is valid params and trains a few steps on CPU."""
+"""Presets (presets/*.yaml): each lays its keys over params.yaml (`extends`), validates, trains a
+few steps on CPU, and `folio preset` turns it into the `-S` arguments `dvc exp run` takes."""
 
-import re
+import shutil
 
+import pytest
 import torch
+import yaml
+from typer.testing import CliRunner
 
 from folio.model import create_model
 from folio.train import Trainer
 from pipeline import params
+from pipeline.cli import app
 from pipeline.params import model_config, train_config
 from tests.conftest import PROJECT
 
-
-def gpu_preset() -> list[str]:
-    readme = (PROJECT / "README.md").read_text()
-    block = readme.split("<!-- gpu-preset -->", 1)[1].split("```")[1]
-    return re.findall(r"-S (\S+=\S+)", block)
+PRESETS = sorted((PROJECT / "presets").glob("*.yaml"))
 
 
-def test_gpu_preset_runs_a_few_steps_on_cpu(tmp_path):
-    overrides = gpu_preset()
-    assert "model.n_embd=384" in overrides and "model.block_size=256" in overrides
-    p = params.load(PROJECT / "params.yaml", [*overrides, "train.max_iters=2", "train.batch_size=2",
-                                              "train.eval_iters=1", "train.device=cpu"])
-    torch.manual_seed(0)
-    model = create_model(model_config(p, vocab_size=65))
-    assert 10e6 < model.num_params() < 11e6  # nanoGPT's 10.7M-parameter Shakespeare model
+def test_there_are_the_speedrun_and_gpu_presets():
+    assert {p.name for p in PRESETS} >= {"cpu-speedrun.yaml", "gpu-shakespeare.yaml"}
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
+def test_a_preset_is_params_yaml_with_its_own_keys_changed(preset):
+    base = params.load(PROJECT / "params.yaml").flat()
+    laid = params.load(preset).flat()
+    own = dict(a.split("=", 1) for a in params.preset_assignments(preset))
+    changed = {k for k in base if base[k] != laid[k]}
+    assert changed <= set(own)
+    assert all(k in laid for k in own)
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
+def test_folio_preset_prints_what_dvc_exp_run_takes(preset):
+    result = CliRunner().invoke(app, ["preset", str(preset)])
+    assert result.exit_code == 0, result.output
+    words = result.output.split()
+    assert words[::2] == ["-S"] * (len(words) // 2)
+    # the -S values applied to params.yaml are the preset laid over it
+    assert params.load(PROJECT / "params.yaml", words[1::2]) == params.load(preset)
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
+def test_a_preset_trains_a_few_steps_on_cpu(preset, tmp_path):
+    p = params.load(preset, ["train.max_iters=2", "train.batch_size=2", "train.eval_iters=1",
+                             "train.device=cpu", "train.compile=false"])
+    model = create_model(model_config(p, vocab_size=65), seed=0)
     tokens = torch.randint(65, (4096,))
     result = Trainer(model, tokens, tokens, train_config(p), tmp_path,
                      tokenizer_info={"kind": "char", "vocab_size": 65, "digest": "x"},
                      log=lambda m: None).fit()
     assert result.step == 2 and torch.isfinite(torch.tensor(result.best_val_loss))
+
+
+def test_the_gpu_preset_is_nanogpts_shakespeare_model():
+    p = params.load(PROJECT / "presets" / "gpu-shakespeare.yaml")
+    model = create_model(model_config(p, vocab_size=65))
+    assert 10e6 < model.num_params() < 11e6  # nanoGPT's 10.7M-parameter Shakespeare model
+    assert (p.train.batch_size, p.model.block_size, p.train.max_iters) == (64, 256, 5000)
+
+
+def test_extends_reads_the_base_first_so_edits_to_it_show_through(tmp_path):
+    shutil.copy(PROJECT / "params.yaml", tmp_path / "params.yaml")
+    tree = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    tree["data"]["name"] = "mycorpus"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tree))
+    (tmp_path / "presets").mkdir()
+    preset = tmp_path / "presets" / "mine.yaml"
+    preset.write_text("extends: ../params.yaml\ntrain:\n  batch_size: 7\n")
+    p = params.load(preset, ["train.max_iters=9"])
+    assert (p.data.name, p.train.batch_size, p.train.max_iters) == ("mycorpus", 7, 9)
+    assert p.train.learning_rate == params.load(tmp_path / "params.yaml").train.learning_rate
+
+
+def test_a_preset_whose_base_is_missing_says_so_in_one_line(tmp_path):
+    preset = tmp_path / "broken.yaml"
+    preset.write_text("extends: nowhere.yaml\n")
+    result = CliRunner().invoke(app, ["preset", str(preset)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"error: preset: {tmp_path / 'nowhere.yaml'} not found; run folio from the project root (or pass --params)"]
