@@ -6,8 +6,10 @@
 `throughput` alternates, round by round, nanoGPT's train.py at its CPU recipe (4 layers, width 128,
 4 heads, block 64, batch 12, no biases, float32 eager: what its README runs on a CPU) with folio's
 training loop on the same model, same batch and same torch threads: folio's defaults for this
-machine (`train.dtype: auto`, eager) and compiled (`train.compile: true`). Each side's tokens/s is
-the median over its steps of all rounds; the ratio is taken per round and its median reported.
+machine (`train.dtype: auto`, eager) and compiled (`train.compile: true`). Each side's tokens/s in a
+round is the median over its steps after warm-up (nanoGPT's printed step times; folio's
+per-read averages, compilation excluded); the report gives the median over rounds of each side
+and of the per-round ratio.
 Model-FLOPs utilisation (nanoGPT's 6N + 12LHQT FLOPs per token) is given against both this
 machine's fp32 and bf16 matmul peaks, measured in the same run.
 
