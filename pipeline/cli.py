@@ -185,6 +185,15 @@ def runs(limit: int = typer.Option(10, min=1, help="how many recent runs to show
 
 
 @app.command()
+def doctor(as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
+    """What folio sees: versions, the device and dtype it would train with and why, the tracking
+    store and whether it answers, the DVC remote, tiktoken's cache, and any warnings."""
+    from pipeline.commands.doctor import show
+
+    guarded("doctor", lambda: show(as_json))
+
+
+@app.command()
 def preset(path: Path = typer.Argument(..., help="a preset file, e.g. presets/cpu-speedrun.yaml")) -> None:
     """Print a preset's keys as `-S key=value` arguments: `dvc exp run $(folio preset FILE)`."""
     def show() -> None:

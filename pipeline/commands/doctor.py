@@ -1,0 +1,153 @@
+"""`folio doctor`: what folio sees here — the versions of its stack, the device and dtype it would
+train with and why, the tracking store and whether it answers, the DVC remote, tiktoken's cache —
+and what it would warn about. Fast: versions come from package metadata (nothing but torch is
+imported), a tracking server gets one short health request, DVC's config is read as a file."""
+
+from __future__ import annotations
+
+import configparser
+import importlib.metadata
+import json
+import os
+import platform
+from pathlib import Path
+
+PACKAGES = ("torch", "dvc", "mlflow", "great-expectations", "tiktoken")
+SERVER_TIMEOUT_SECONDS = 2
+
+
+def version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def training_choice() -> tuple[dict, list[str]]:
+    """The device and dtype `train.device: auto` and `train.dtype: auto` pick, with the
+    hardware behind the choice, and warnings about it."""
+    import torch
+
+    from folio.device import cpu_bfloat16_units, pick_device, pick_dtype
+
+    device = pick_device("auto")
+    dtype, dtype_reason = pick_dtype("auto", device.device)
+    choice = {"device": str(device.device), "device_reason": device.reason,
+              "dtype": str(dtype).removeprefix("torch."), "dtype_reason": dtype_reason,
+              "cpu_bf16_units": cpu_bfloat16_units(), "torch_cuda_build": torch.version.cuda,
+              "mps_available": torch.backends.mps.is_available()}
+    warnings = []
+    if device.type == "cuda":
+        choice["gpu"] = torch.cuda.get_device_name()
+        choice["gpu_capability"] = "{}.{}".format(*torch.cuda.get_device_capability())
+        if dtype == torch.float16:
+            warnings.append(f"this GPU ({choice['gpu']}) has no native bfloat16: training uses "
+                            "float16 with a gradient scaler")
+    elif torch.version.cuda is not None:
+        warnings.append(f"torch is built for CUDA {torch.version.cuda} but sees no GPU: training "
+                        "runs on the CPU (check the driver and CUDA_VISIBLE_DEVICES)")
+    if device.type == "mps":
+        warnings.append("Apple MPS: training runs in float32 and torch.compile stays off")
+    if device.type == "cpu" and dtype == torch.float32:
+        warnings.append("this CPU has neither AMX nor AVX512-BF16: training runs in float32 "
+                        "(bfloat16 would be slower here), several times slower than on a CPU with them")
+    return choice, warnings
+
+
+def tracking() -> tuple[dict, list[str]]:
+    from pipeline.tracking import TrackingUnavailable, check_server, tracking_uri
+
+    uri = tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        path = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+        exists = path.exists() if path else None
+        return {"uri": uri, "kind": "local store", "exists": exists}, []
+    try:
+        check_server(uri, timeout=SERVER_TIMEOUT_SECONDS)
+    except TrackingUnavailable as err:
+        return {"uri": uri, "kind": "server", "answers": False}, [str(err)]
+    return {"uri": uri, "kind": "server", "answers": True}, []
+
+
+def dvc_remote(project: Path) -> dict:
+    """The remotes in .dvc/config (and config.local) and the default one, read as INI files."""
+    config = configparser.ConfigParser()
+    config.read([project / ".dvc" / "config", project / ".dvc" / "config.local"])
+    # DVC writes a remote's section as ['remote "name"'] (quotes included)
+    remotes = {section.split('"')[1]: config[section].get("url") for section in config.sections()
+               if section.strip("'").startswith("remote ")}
+    return {"default": config.get("core", "remote", fallback=None), "remotes": remotes,
+            "project": (project / ".dvc").is_dir()}
+
+
+def tiktoken_cache(project: Path) -> tuple[dict, list[str]]:
+    from folio.tokenizers.pretrained import cache_dir
+
+    directory = Path(cache_dir())
+    files = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+    info, warnings = {"dir": str(directory), "files": len(files)}, []
+    kind = _tokenizer_kind(project)
+    if kind and kind.startswith("tiktoken:"):
+        from folio.tokenizers.pretrained import PretrainedFilesMissing, load_pretrained
+
+        try:
+            load_pretrained(kind.removeprefix("tiktoken:"))
+            info["params_encoding"] = f"{kind}: in the cache"
+        except (PretrainedFilesMissing, ValueError) as err:
+            info["params_encoding"] = f"{kind}: missing"
+            warnings.append(str(err))
+    return info, warnings
+
+
+def _tokenizer_kind(project: Path) -> str | None:
+    import yaml
+
+    path = project / "params.yaml"
+    if not path.exists():
+        return None
+    tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return (tree.get("tokenizer") or {}).get("kind")
+
+
+def report(project: Path | None = None) -> dict:
+    project = Path(project or Path.cwd())
+    versions = {"python": platform.python_version(), **{p: version(p) for p in PACKAGES}}
+    warnings = [f"{p} is not installed" for p, v in versions.items() if v is None]
+    choice, more = training_choice()
+    warnings += more
+    store, more = tracking()
+    warnings += more
+    cache, more = tiktoken_cache(project)
+    warnings += more
+    return {"versions": versions, "training": choice, "tracking": store, "dvc": dvc_remote(project),
+            "tiktoken_cache": cache, "warnings": warnings}
+
+
+def text(r: dict) -> str:
+    t, s, d, c = r["training"], r["tracking"], r["dvc"], r["tiktoken_cache"]
+    versions = ", ".join(f"{name} {v or 'missing'}" for name, v in r["versions"].items())
+    if s["kind"] == "server":
+        store = f"{s['uri']} ({'answers' if s['answers'] else 'does not answer'})"
+    else:
+        store = f"{s['uri']} (local store{'' if s['exists'] else ', not created yet'})"
+    remote = (f"{d['default']} = {d['remotes'].get(d['default'])}" if d["default"]
+              else ", ".join(f"{k} = {v}" for k, v in d["remotes"].items()) or "none")
+    lines = [
+        f"versions  {versions}",
+        f"device    {t['device']} ({t['device_reason']})",
+        f"dtype     {t['dtype']} ({t['dtype_reason']})",
+        f"tracking  {store}",
+        f"dvc       remote: {remote}" + ("" if d["project"] else " (not a DVC project here)"),
+        f"tiktoken  cache {c['dir']}: {c['files']} file(s)"
+        + (f"; {c['params_encoding']}" if "params_encoding" in c else ""),
+    ]
+    lines += [f"warning: {w}" for w in r["warnings"]] or ["no warnings"]
+    return "\n".join(lines)
+
+
+def show(as_json: bool) -> None:
+    import typer
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    r = report()
+    typer.echo(json.dumps(r, indent=2) if as_json else text(r))
