@@ -3,8 +3,12 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
-# torch is pinned to the CPU wheel: an unpinned torch pulls a multi-GB CUDA build.
+# The torch build (README: Quick start). TORCH is the requirement; TORCH_INDEX, when set, the
+# package index it comes from: https://download.pytorch.org/whl/cpu for the CPU-only build on
+# any Linux machine, .../whl/cu<XYZ> (e.g. cu128) for the CUDA build pytorch.org lists for the
+# driver. Unset, pip's own index decides (here it serves a CPU wheel; PyPI on Linux, a CUDA build).
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 MLFLOW_PORT ?= 5000
 # test files run two at a time (pytest-xdist); a file's tests stay together, in one process
 TEST_WORKERS ?= 2
@@ -22,7 +26,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
