@@ -106,6 +106,12 @@ def test_mlflow_run_holds_params_history_dataset_and_artifacts(project, first_re
     assert sorted(m.step for m in history) == list(range(1, 31))
     assert len(client.get_metric_history(run.info.run_id, "lr")) == 30
     assert "final_val_bits_per_char" in run.data.metrics
+    # static facts are params and tags, not single-point metrics
+    assert {"num_params", "size_fp32_mb", "size_bf16_mb", "tokenizer_vocab_size"}.isdisjoint(run.data.metrics)
+    assert int(run.data.tags["num_params"]) > 0 and float(run.data.tags["size_fp32_mb"]) > 0
+    assert run.data.params["tokenizer.n_vocab"] == "65"
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the training view
     (dataset,) = run.inputs.dataset_inputs
     assert dataset.dataset.name == "tinyshakespeare"
     tags = {t.key: t.value for t in dataset.tags}

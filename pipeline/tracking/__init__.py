@@ -22,6 +22,8 @@ from pipeline.console import log
 from pipeline.errors import StageError
 
 EXPERIMENT = "folio"
+# the UI opens a model-training experiment (runs, metrics, charts), not the GenAI view (traces)
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 HEALTH_TIMEOUT_SECONDS = 3
 # MLflow retries a failing request 7 times with backoff factor 2 (minutes) and waits 120 s for an
 # answer; a dead server should fail a stage in seconds (training spools instead: spool.py), so
@@ -75,11 +77,15 @@ def setup() -> None:
     check_server(tracking_uri())
     ml = mlflow()
     ml.set_tracking_uri(tracking_uri())
-    if ml.get_experiment_by_name(EXPERIMENT) is None:
+    experiment = ml.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
         artifacts = None
         if tracking_uri().startswith("sqlite:"):
             artifacts = (Path.cwd().resolve() / "mlartifacts").as_uri()
-        ml.create_experiment(EXPERIMENT, artifact_location=artifacts)
+        ml.create_experiment(EXPERIMENT, artifact_location=artifacts, tags=EXPERIMENT_TAGS)
+    elif any(experiment.tags.get(k) != v for k, v in EXPERIMENT_TAGS.items()):  # made before the tag
+        for key, value in EXPERIMENT_TAGS.items():
+            ml.MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
     ml.set_experiment(EXPERIMENT)
 
 

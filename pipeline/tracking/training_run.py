@@ -60,15 +60,16 @@ class TrainingRun:
         for suite in ("corpus", "tokens"):  # the reports of the gates this data passed
             if artifacts.validation_dir(suite).exists():
                 ml.log_artifacts(str(artifacts.validation_dir(suite)), f"validation/{suite}")
-        ml.log_metrics({"tokenizer_vocab_size": self.tokenizer.vocab_size,
-                        "tokenizer_bytes_per_token": self.meta["bytes_per_token"]})
+        # facts about the run, not measurements over it: params, so no single-point metric charts
+        ml.log_params({"tokenizer.n_vocab": self.tokenizer.vocab_size,
+                       "tokenizer.bytes_per_token": round(self.meta["bytes_per_token"], 4)})
 
     # -- TrainingCallback ---------------------------------------------------------------------
 
     def on_start(self, info: dict) -> None:
-        self.runlog.tags({key: info[key] for key in ("device", "dtype", "world_size")}
+        self.runlog.tags({key: info[key] for key in ("device", "dtype", "world_size", "num_params")}
+                         | {key: f"{info[key]:.2f}" for key in ("size_fp32_mb", "size_bf16_mb")}
                          | {"torch_threads": torch.get_num_threads()})
-        self.runlog.metrics(0, {key: info[key] for key in ("num_params", "size_fp32_mb", "size_bf16_mb")})
         self.runlog.flush()
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
