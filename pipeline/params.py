@@ -287,10 +287,13 @@ def validate(tree: dict) -> Params:
                           + "; fix them in the params file or the --set overrides") from None
 
 
-def read_tree(path: str | Path) -> dict:
+def read_tree(path: str | Path, _extending: tuple[Path, ...] = ()) -> dict:
     """A params file as a nested dict. A preset names the file it builds on with `extends:`
     (relative to the preset): that file is read first and the preset's keys are laid over it."""
     path = Path(path)
+    if path.resolve() in _extending:
+        chain = " -> ".join(str(p) for p in (*_extending, path.resolve()))
+        raise ParamsError(f"{path}: `extends` goes round in a circle ({chain}); end the chain at params.yaml")
     if not path.exists():
         raise ParamsError(f"{path} not found; run folio from the project root (or pass --params)")
     tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -299,7 +302,7 @@ def read_tree(path: str | Path) -> dict:
     base = tree.pop("extends", None)
     if base is None:
         return tree
-    merged = read_tree(path.parent / base)
+    merged = read_tree(path.parent / base, (*_extending, path.resolve()))
     for key, value in _flatten(tree):
         _assign(merged, key, value, str(path))
     return merged

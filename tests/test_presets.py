@@ -81,3 +81,12 @@ def test_a_preset_whose_base_is_missing_says_so_in_one_line(tmp_path):
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
         f"error: preset: {tmp_path / 'nowhere.yaml'} not found; run folio from the project root (or pass --params)"]
+
+
+def test_presets_that_extend_each_other_in_a_circle_say_so_in_one_line(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    result = CliRunner().invoke(app, ["preset", str(tmp_path / "a.yaml")])
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: preset: ") and "`extends` goes round in a circle" in line
