@@ -62,15 +62,8 @@ def nanogpt_run(model, prompt: torch.Tensor, new_tokens: int):
 
 def read_bandwidth(n_bytes: int, repeats: int = 20) -> float:
     """GB/s of summing a float32 buffer of n_bytes (a buffer that fits the L3 cache stays there)."""
-    buffer = torch.ones(n_bytes // 4)
-    best = min(_timed_once(buffer.sum) for _ in range(repeats))
+    best, _ = timed(torch.ones(n_bytes // 4).sum, repeats)
     return n_bytes / best / 1e9
-
-
-def _timed_once(fn) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 def decode_bytes_per_token(model: GPT, new_tokens: int) -> dict:

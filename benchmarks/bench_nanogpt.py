@@ -24,6 +24,7 @@ Each writes a JSON report to reports/ and appends a line to reports/bench_nanogp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -37,19 +38,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_train import flops_per_token, matmul_peak  # noqa: E402
+from bench_train import corpus_tokens, flops_per_token, matmul_peak  # noqa: E402
 from nanogpt import CORPUS, CPU_BATCH, CPU_MODEL, CPU_RECIPE, PROJECT, Anchor, whole_split_loss  # noqa: E402
 
 from folio.config import GPTConfig, TrainConfig  # noqa: E402
-from folio.data import TokenSplit, read_tokens, split_text  # noqa: E402
+from folio.data import read_tokens  # noqa: E402
 from folio.model import create_model  # noqa: E402
-from folio.tokenizers import CharTokenizer  # noqa: E402
 from folio.train import Trainer  # noqa: E402
+from pipeline.artifacts import prepared  # noqa: E402
 
 REPORTS = PROJECT / "reports"
 DATA_STAGES = ("download", "validate", "tokenize", "prepare", "validate_tokens")
@@ -86,17 +86,15 @@ class StepTimes:
 
 
 def folio_trainer(steps: int, compile: bool) -> tuple[Trainer, StepTimes]:
-    text = CORPUS.read_text(encoding="utf-8")
-    tok = CharTokenizer.train(text)
-    train_text, val_text = split_text(text, 0.1)
+    tok, train_ids, val_ids = corpus_tokens()
     config = GPTConfig(vocab_size=tok.vocab_size, dropout=0.0, **CPU_MODEL)
     # nanoGPT's optimisation settings at this recipe; evaluation only at the start and the end
     cfg = TrainConfig(max_iters=steps, batch_size=CPU_BATCH, learning_rate=1e-3, min_lr=1e-4,
                       warmup_iters=100, beta2=0.99, eval_interval=10**6, eval_iters=20,
                       device="cpu", dtype="auto", compile=compile)
     times = StepTimes()
-    trainer = Trainer(create_model(config, seed=0), torch.tensor(tok.encode(train_text)),
-                      torch.tensor(tok.encode(val_text)), cfg, Path(tempfile.mkdtemp(prefix="folio-tp-")),
+    trainer = Trainer(create_model(config, seed=0), train_ids, val_ids, cfg,
+                      Path(tempfile.mkdtemp(prefix="folio-tp-")),
                       tokenizer_info={"kind": tok.kind, "vocab_size": tok.vocab_size, "digest": tok.digest},
                       callback=times, log=lambda m: None)
     return trainer, times
@@ -168,12 +166,6 @@ def folio_workspace() -> Path:
     return root
 
 
-def prepared_split(directory: Path, split: str) -> TokenSplit:
-    meta = json.loads((directory / "meta.json").read_text())
-    return TokenSplit([np.fromfile(directory / shard["file"], dtype=meta["dtype"])
-                       for shard in meta["shards"][split]])
-
-
 def steady_tokens_per_sec(history: dict, tokens_per_step: int) -> float:
     """Training tokens/s between the first evaluation after step 0 (compilation and warm-up done)
     and the last; over the whole run when there are only those two."""
@@ -198,12 +190,13 @@ def run_folio(root: Path, preset: Path, overrides: list[str]) -> dict:
     last = checkpoint.load(root / "models" / "last.pt")
     model = checkpoint.build_model(checkpoint.load(root / "models" / "best.pt")).eval()
     cfg, train = last["model_config"], last["train_config"]
+    with contextlib.chdir(root):  # the pipeline's own reader of data/prepared/
+        whole_val = whole_split_loss(model, prepared.load_split("val"), cfg["block_size"])
     tokens_per_step = train["batch_size"] * train["grad_accum_steps"] * cfg["block_size"]
     return {"wall_s": wall, "steps": last["step"], "train_seconds": last["train_seconds"],
             "val_loss": last["best_val_loss"], "tokens_per_step": tokens_per_step,
             "tokens_per_sec": steady_tokens_per_sec(last["history"], tokens_per_step),
-            "whole_val_loss": whole_split_loss(model, prepared_split(root / "data" / "prepared", "val"),
-                                               cfg["block_size"]),
+            "whole_val_loss": whole_val,
             "params": model.num_params(), "config": cfg,
             "log_tail": (proc.stdout + proc.stderr).strip().splitlines()[-3:]}
 

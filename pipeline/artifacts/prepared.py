@@ -38,6 +38,6 @@ def shard_paths(split: str, meta: dict | None = None) -> list:
 
 
 def load_split(split: str, meta: dict | None = None) -> TokenSplit:
-    """One prepared split, memory-mapped, with the dtype prepare chose."""
+    """One prepared split, read from its shard files, with the dtype prepare chose."""
     meta = meta or read_meta()
     return TokenSplit.open(shard_paths(split, meta), meta["dtype"])
