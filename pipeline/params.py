@@ -296,7 +296,13 @@ def read_tree(path: str | Path, _extending: tuple[Path, ...] = ()) -> dict:
         raise ParamsError(f"{path}: `extends` goes round in a circle ({chain}); end the chain at params.yaml")
     if not path.exists():
         raise ParamsError(f"{path} not found; run folio from the project root (or pass --params)")
-    tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where else ""
+        raise ParamsError(f"{path} is not valid YAML{at} ({getattr(err, 'problem', None) or err}); "
+                          "fix it and rerun") from None
     if not isinstance(tree, dict):
         raise ParamsError(f"{path}: expected a mapping at the top level")
     base = tree.pop("extends", None)

@@ -76,3 +76,11 @@ def test_a_cpu_without_bf16_units_and_a_cuda_build_without_a_gpu_are_warned(monk
     assert choice["dtype"] == "float32"
     assert any("neither AMX nor AVX512-BF16" in w for w in warnings)
     assert any("built for CUDA 12.8 but sees no GPU" in w for w in warnings)
+
+
+def test_a_params_file_that_is_not_yaml_is_a_warning_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("tokenizer: [\n")
+    result = CliRunner().invoke(app, ["doctor"])
+    assert result.exit_code == 0
+    assert f"warning: {tmp_path / 'params.yaml'} is not valid YAML" in result.output

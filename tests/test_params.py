@@ -1,6 +1,8 @@
 """The params schema: the real params.yaml validates; errors name key and value, all at once;
 --set overrides parse as YAML; flattened keys are what DVC and MLflow see."""
 
+import re
+
 import pytest
 import yaml
 
@@ -143,3 +145,10 @@ def test_errors_are_one_line_naming_what_to_do():
     with pytest.raises(params.ParamsError) as err:
         params.validate(tree)
     assert "\n" not in str(err.value) and str(err.value).endswith("fix them in the params file or the --set overrides")
+
+
+def test_a_params_file_that_is_not_yaml_is_one_line_naming_the_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  batch_size: [\n")
+    with pytest.raises(params.ParamsError, match=rf"^{re.escape(str(path))} is not valid YAML at line 3 "):
+        params.load(path)

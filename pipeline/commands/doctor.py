@@ -8,7 +8,6 @@ from __future__ import annotations
 import configparser
 import importlib.metadata
 import json
-import os
 import platform
 from pathlib import Path
 
@@ -86,7 +85,9 @@ def tiktoken_cache(project: Path) -> tuple[dict, list[str]]:
     directory = Path(cache_dir())
     files = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
     info, warnings = {"dir": str(directory), "files": len(files)}, []
-    kind = _tokenizer_kind(project)
+    kind, problem = _tokenizer_kind(project)
+    if problem:
+        warnings.append(problem)
     if kind and kind.startswith("tiktoken:"):
         from folio.tokenizers.pretrained import PretrainedFilesMissing, load_pretrained
 
@@ -99,14 +100,20 @@ def tiktoken_cache(project: Path) -> tuple[dict, list[str]]:
     return info, warnings
 
 
-def _tokenizer_kind(project: Path) -> str | None:
+def _tokenizer_kind(project: Path) -> tuple[str | None, str | None]:
+    """params.yaml's tokenizer.kind, or why it could not be read. Read as plain YAML: the params
+    schema (pydantic) would cost half a second more here, and `folio train` validates anyway."""
     import yaml
 
     path = project / "params.yaml"
     if not path.exists():
-        return None
-    tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return (tree.get("tokenizer") or {}).get("kind")
+        return None, None
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        return None, f"{path} is not valid YAML; `folio train` says where"
+    tokenizer = tree.get("tokenizer") if isinstance(tree, dict) else None
+    return (tokenizer.get("kind") if isinstance(tokenizer, dict) else None), None
 
 
 def report(project: Path | None = None) -> dict:
@@ -148,6 +155,5 @@ def text(r: dict) -> str:
 def show(as_json: bool) -> None:
     import typer
 
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     r = report()
     typer.echo(json.dumps(r, indent=2) if as_json else text(r))
