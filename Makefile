@@ -22,7 +22,10 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup repro test ui clean
 
+# then the page `dvc plots show` fills in, with the Vega libraries inlined from vl-convert-python
+# (docs/plots.md); a page that is current already is left as it is
 setup: $(VENV)/.installed
+	@$(BIN)/folio plots-template
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

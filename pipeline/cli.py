@@ -1,5 +1,5 @@
 """The `folio` command: every dvc.yaml stage (pipeline/stages/), plus `generate`, `attention`,
-`promote`, `runs`, `import-gpt2` and `export-hf` (pipeline/commands/).
+`promote`, `runs`, `plots-template`, `import-gpt2` and `export-hf` (pipeline/commands/).
 
 Stage commands read params.yaml, apply `--set key=value` overrides and validate everything
 before any work, then run the stage holding the workspace lock. Every failure a user can cause
@@ -185,12 +185,15 @@ def runs(limit: int = typer.Option(10, min=1, help="how many recent runs to show
 
 
 @app.command()
-def doctor(as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
+def doctor(
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    use_torch: bool = typer.Option(False, "--torch", help="ask torch for the hardware (2 s more) instead of the operating system"),
+) -> None:
     """What folio sees: versions, the device and dtype it would train with and why, the tracking
     store and whether it answers, the DVC remote, tiktoken's cache, and any warnings."""
     from pipeline.commands.doctor import show
 
-    guarded("doctor", lambda: show(as_json))
+    guarded("doctor", lambda: show(as_json, use_torch))
 
 
 @app.command()
@@ -203,6 +206,16 @@ def preset(path: Path = typer.Argument(..., help="a preset file, e.g. presets/cp
         typer.echo(" ".join(f"-S {a}" for a in params_module.preset_assignments(path)))
 
     guarded("preset", show)
+
+
+@app.command("plots-template")
+def plots_template(check: bool = typer.Option(False, "--check", help="write nothing; exit 1 saying what to do if the page is missing or stale")) -> None:
+    """Write the page `dvc plots show` and `dvc plots diff` fill in (.dvc/config's
+    plots.html_template) with Vega, Vega-Lite and Vega-Embed inlined from vl-convert-python, so
+    the plots draw offline. `make setup` runs it; a page that is current is left as it is."""
+    from pipeline.commands import plots_template as run
+
+    guarded("plots-template", lambda: run.show(check))
 
 
 @app.command("import-gpt2")

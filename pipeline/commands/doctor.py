@@ -1,7 +1,10 @@
 """`folio doctor`: what folio sees here — the versions of its stack, the device and dtype it would
 train with and why, the tracking store and whether it answers, the DVC remote, tiktoken's cache —
-and what it would warn about. Fast: versions come from package metadata (nothing but torch is
-imported), a tracking server gets one short health request, DVC's config is read as a file."""
+and what it would warn about, a missing or stale plots page template among it. Fast: versions come
+from package metadata, the hardware from the operating system (folio.hardware; `--torch` asks
+torch, 2 s more), a tracking server gets one short health request, DVC's config is read as a file:
+none of torch, mlflow, DVC, GX or pydantic is imported. The device and dtype come from the
+same decision training makes (folio.device.decide_device, decide_dtype)."""
 
 from __future__ import annotations
 
@@ -11,8 +14,14 @@ import json
 import platform
 from pathlib import Path
 
+from folio.device import Hardware, decide_device, decide_dtype
+from folio.errors import first_line
+from pipeline.commands import plots_template
+from pipeline.errors import StageError
+
 PACKAGES = ("torch", "dvc", "mlflow", "great-expectations", "tiktoken")
 SERVER_TIMEOUT_SECONDS = 2
+PROBE_SOURCES = "/proc/cpuinfo, torch's version.py, nvidia-smi"
 
 
 def version(package: str) -> str | None:
@@ -22,32 +31,45 @@ def version(package: str) -> str | None:
         return None
 
 
-def training_choice() -> tuple[dict, list[str]]:
-    """The device and dtype `train.device: auto` and `train.dtype: auto` pick, with the
-    hardware behind the choice, and warnings about it."""
-    import torch
+def hardware(use_torch: bool) -> tuple[Hardware, list[str]]:
+    """What this machine has, from the operating system (fast), or from torch itself; and what
+    that could not be sure of."""
+    if not use_torch:
+        from folio.hardware import probe
 
-    from folio.device import cpu_bfloat16_units, pick_device, pick_dtype
+        return probe()
+    try:
+        from folio.device import torch_hardware
 
-    device = pick_device("auto")
-    dtype, dtype_reason = pick_dtype("auto", device.device)
-    choice = {"device": str(device.device), "device_reason": device.reason,
-              "dtype": str(dtype).removeprefix("torch."), "dtype_reason": dtype_reason,
-              "cpu_bf16_units": cpu_bfloat16_units(), "torch_cuda_build": torch.version.cuda,
-              "mps_available": torch.backends.mps.is_available()}
+        return torch_hardware(), []
+    except ImportError as err:
+        raise StageError(f"--torch needs torch, which does not import ({first_line(err)}); "
+                         "run `make setup`, or leave out --torch") from err
+
+
+def training_choice(hw: Hardware, unsure: list[str], use_torch: bool) -> tuple[dict, list[str]]:
+    """The device and dtype `train.device: auto` and `train.dtype: auto` pick on `hw`, with the
+    hardware behind the choice and how it was found, and warnings about it."""
+    device, device_reason = decide_device(hw)
+    dtype, dtype_reason = decide_dtype(hw, device)
+    choice = {"device": device, "device_reason": device_reason, "dtype": dtype, "dtype_reason": dtype_reason,
+              "cpu_bf16_units": list(hw.cpu_bf16_units), "torch_cuda_build": hw.torch_cuda,
+              "mps_available": hw.mps, "probe": "torch" if use_torch else "without torch",
+              "unsure": unsure}
     warnings = []
-    if device.type == "cuda":
-        choice["gpu"] = torch.cuda.get_device_name()
-        choice["gpu_capability"] = "{}.{}".format(*torch.cuda.get_device_capability())
-        if dtype == torch.float16:
+    if device == "cuda":
+        choice["gpu"] = hw.gpu
+        choice["gpu_capability"] = "{}.{}".format(*hw.gpu_capability)
+        if dtype == "float16":
             warnings.append(f"this GPU ({choice['gpu']}) has no native bfloat16: training uses "
                             "float16 with a gradient scaler")
-    elif torch.version.cuda is not None:
-        warnings.append(f"torch is built for CUDA {torch.version.cuda} but sees no GPU: training "
+    elif hw.torch_cuda is not None:
+        unless = " (unless the probe is wrong: see `unsure`)" if unsure else ""
+        warnings.append(f"torch is built for CUDA {hw.torch_cuda} but sees no GPU{unless}: training "
                         "runs on the CPU (check the driver and CUDA_VISIBLE_DEVICES)")
-    if device.type == "mps":
+    if device == "mps":
         warnings.append("Apple MPS: training runs in float32 and torch.compile stays off")
-    if device.type == "cpu" and dtype == torch.float32:
+    if device == "cpu" and dtype == "float32":
         warnings.append("this CPU has neither AMX nor AVX512-BF16: training runs in float32 "
                         "(bfloat16 would be slower here), several times slower than on a CPU with them")
     return choice, warnings
@@ -116,16 +138,18 @@ def _tokenizer_kind(project: Path) -> tuple[str | None, str | None]:
     return (tokenizer.get("kind") if isinstance(tokenizer, dict) else None), None
 
 
-def report(project: Path | None = None) -> dict:
+def report(project: Path | None = None, use_torch: bool = False) -> dict:
     project = Path(project or Path.cwd())
     versions = {"python": platform.python_version(), **{p: version(p) for p in PACKAGES}}
     warnings = [f"{p} is not installed" for p, v in versions.items() if v is None]
-    choice, more = training_choice()
+    choice, more = training_choice(*hardware(use_torch), use_torch)
     warnings += more
     store, more = tracking()
     warnings += more
     cache, more = tiktoken_cache(project)
     warnings += more
+    if plots := plots_template.problem(project):  # the page `dvc plots show` fills in
+        warnings.append(plots)
     return {"versions": versions, "training": choice, "tracking": store, "dvc": dvc_remote(project),
             "tiktoken_cache": cache, "warnings": warnings}
 
@@ -143,6 +167,9 @@ def text(r: dict) -> str:
         f"versions  {versions}",
         f"device    {t['device']} ({t['device_reason']})",
         f"dtype     {t['dtype']} ({t['dtype_reason']})",
+        "probe     " + ("torch" if t["probe"] == "torch" else
+                        f"without torch: {PROBE_SOURCES}; `folio doctor --torch` asks torch"),
+        *(f"unsure    {note}; `folio doctor --torch` asks torch" for note in t["unsure"]),
         f"tracking  {store}",
         f"dvc       remote: {remote}" + ("" if d["project"] else " (not a DVC project here)"),
         f"tiktoken  cache {c['dir']}: {c['files']} file(s)"
@@ -152,8 +179,8 @@ def text(r: dict) -> str:
     return "\n".join(lines)
 
 
-def show(as_json: bool) -> None:
+def show(as_json: bool, use_torch: bool = False) -> None:
     import typer
 
-    r = report()
+    r = report(use_torch=use_torch)
     typer.echo(json.dumps(r, indent=2) if as_json else text(r))
