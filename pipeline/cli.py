@@ -46,15 +46,18 @@ USER_OS_ERRORS = {errno.ENOENT: "check the path", errno.EACCES: "check its permi
 
 def guarded(name: str, action) -> None:
     """Run `action`; a failure the user can cause or fix becomes one line — `error: <name>:
-    <what>; <what to do>` — and exit status 1. Anything else is a bug and keeps its traceback."""
+    <what>; <what to do>` — and exit status 1. Anything else is a bug and keeps its traceback.
+    The tracking server refusing the credentials or the action (401/403) is the user's to fix."""
     from folio.errors import FolioError
     from pipeline.errors import StageError
+    from pipeline.tracking import refusal
 
     try:
         action()
     except KeyboardInterrupt:
         fail(f"{name}: interrupted; rerun the command to continue (training resumes from its last checkpoint)")
-    except Exception as err:
+    except Exception as caught:
+        err = refusal(caught) or caught
         if not isinstance(err, (StageError, FolioError)) and not (
                 isinstance(err, OSError) and err.errno in USER_OS_ERRORS):
             raise

@@ -106,15 +106,17 @@ def _server_env() -> dict:
 
 
 @contextlib.contextmanager
-def mlflow_server(backend_uri: str, root: Path, port: int | None = None) -> Iterator[str]:
+def mlflow_server(backend_uri: str, root: Path, port: int | None = None, extra_args: tuple[str, ...] = (),
+                  env: dict[str, str] | None = None) -> Iterator[str]:
     """`mlflow server` on a loopback port (a free one by default) with artifacts proxied into
-    root/artifacts; yields its URL."""
+    root/artifacts, plus `extra_args` (e.g. `--app-name basic-auth`) and `env` added to its
+    environment; yields its URL."""
     port = port or free_port()
     args = [str(BIN / "mlflow"), "server", "--backend-store-uri", backend_uri,
             "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1",
-            "--port", str(port), "--workers", "1"]
+            "--port", str(port), "--workers", "1", *extra_args]
     log = root / "mlflow-server.log"
-    with process(args, log, env=_server_env()) as proc:
+    with process(args, log, env={**_server_env(), **(env or {})}) as proc:
         url = f"http://127.0.0.1:{port}"
         wait_until_up(f"{url}/health", proc, log)
         yield url

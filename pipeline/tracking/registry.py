@@ -126,8 +126,10 @@ def log_model(run_id: str, checkpoint_path: Path, tokenizer_dir: Path, sample: S
 
 
 def register(model_uri: str, name: str, tags: dict[str, str]):
-    """A new version of the registered model `name` (created if missing); returns the ModelVersion."""
-    return tracking.mlflow().register_model(model_uri, name, tags=tags)
+    """A new version of the registered model `name` (created if missing); returns the ModelVersion.
+    On a team server this needs EDIT on `name` (docs/team-server.md)."""
+    with tracking.refusals(f"register a version of {name}", f"EDIT on the registered model {name}"):
+        return tracking.mlflow().register_model(model_uri, name, tags=tags)
 
 
 def attach_files(model_id: str, files: dict[str, Path]) -> None:
@@ -305,13 +307,16 @@ def roll_back(name: str, alias: str, metric: str) -> Move:
 
 def move_alias(name: str, alias: str, metric: str, *, version: int | None = None,
                best: bool = False, rollback: bool = False, force: bool = False) -> Move:
-    """`folio promote`: one of VERSION (gated unless `force`), `best` or `rollback`."""
+    """`folio promote`: one of VERSION (gated unless `force`), `best` or `rollback`. On a team
+    server this needs EDIT on `name` (docs/team-server.md): without it the first write, before the
+    alias moves, is refused (TrackingRefused)."""
     tracking.setup()
-    if best:
-        return promote_best(name, alias, metric)
-    if rollback:
-        return roll_back(name, alias, metric)
-    return promote(name, version, alias, metric, force)
+    with tracking.refusals(f"move @{alias} of {name}", f"EDIT on the registered model {name}"):
+        if best:
+            return promote_best(name, alias, metric)
+        if rollback:
+            return roll_back(name, alias, metric)
+        return promote(name, version, alias, metric, force)
 
 
 # ---- loading -------------------------------------------------------------------------------

@@ -7,6 +7,11 @@ lets training go on; later flushes first ask the server's /health (a cheap, boun
 most every `retry_seconds`) and send the spool, oldest first, once it answers. `replay()` sends
 what earlier processes left in the spool. Resending a record MLflow already stored is harmless:
 the store keeps one copy of an identical metric.
+
+A server that refuses the credentials or the action (401/403: a password changed or a grant
+revoked mid-run) is not an outage: asking again will not help, so after one warning line the
+records go to the spool untried until the last flush (`now`), which tries once more and raises
+TrackingRefused if it is still refused. Nothing is lost: the next run sends the spool.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class RunLog:
         self.pending: list[dict] = []
         self.down_since: float | None = None  # monotonic time of the first failed send
         self.last_try = 0.0
+        self.refused: tracking.TrackingRefused | None = None  # a 401/403: no retries until `now`
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
         now = int(time.time() * 1000)
@@ -41,8 +47,9 @@ class RunLog:
 
     def flush(self, now: bool = False) -> bool:
         """Send the spool, then what is pending; True if the server has everything. While the
-        server is away, a send is tried only every retry_seconds, unless `now`."""
-        if self.down_since is not None and not self._answers(now):
+        server is away, a send is tried only every retry_seconds, unless `now`; once it refused
+        us, only when `now` — and a refusal then raises TrackingRefused."""
+        if (self.refused is not None and not now) or (self.down_since is not None and not self._answers(now)):
             self._to_spool()
             return False
         try:
@@ -50,6 +57,8 @@ class RunLog:
             self._send(self.pending)
         except Exception as err:  # the server is down, restarting, or refuses: keep everything
             self._to_spool()
+            if (refused := tracking.refusal(err)) is not None:
+                return self._refused(refused, now)
             if self.down_since is None:
                 self.down_since = time.monotonic()
                 self.log(f"warning: MLflow at {tracking.tracking_uri()} does not answer "
@@ -61,7 +70,18 @@ class RunLog:
             self.log(f"MLflow answers again after {time.monotonic() - self.down_since:.0f}s: "
                      "the spooled metrics are sent")
             self.down_since = None
+        self.refused = None
         return True
+
+    def _refused(self, refused: tracking.TrackingRefused, now: bool) -> bool:
+        if self.refused is None:
+            self.log(f"warning: {refused}; training goes on, and metrics wait in {self.spool}")
+        self.refused = refused
+        if now:
+            raise tracking.TrackingRefused(
+                f"{refused}; {self.spooled:,} metrics wait in {self.spool}: rerun `folio train` (or "
+                "`dvc repro`) once it takes them — it sends them without training again")
+        return False
 
     # -- the server ---------------------------------------------------------------------------
 
@@ -120,7 +140,8 @@ def replay(log, spool_dir: Path = SPOOL_DIR) -> None:
         try:
             run._send_spool()
         except Exception as err:
+            why = tracking.refusal(err) or first_line(err)
             log(f"warning: {waiting:,} metrics of MLflow run {path.stem} wait in {path}: the server "
-                f"still does not take them ({first_line(err)})")
+                f"still does not take them ({why})")
         else:
             log(f"sent {waiting:,} spooled metrics of MLflow run {path.stem} from {path}")
