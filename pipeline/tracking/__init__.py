@@ -27,8 +27,11 @@ from pipeline.console import log
 from pipeline.errors import StageError
 
 EXPERIMENT = "folio"
-# the UI opens a model-training experiment (runs, metrics, charts), not the GenAI view (traces)
-EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+# the UI opens a model-training experiment (runs, metrics, charts), not the GenAI view (traces);
+# the primary metric, in MLflow's own tags, is the one every run is judged by (lower is better)
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development",
+                   "mlflow.experiment.primaryMetric.name": "final_val_bits_per_byte",
+                   "mlflow.experiment.primaryMetric.greaterIsBetter": "false"}
 HEALTH_TIMEOUT_SECONDS = 3
 # MLflow retries a failing request 7 times with backoff factor 2 (minutes) and waits 120 s for an
 # answer; a dead server should fail a stage in seconds (training spools instead: spool.py), so

@@ -1,11 +1,15 @@
 """The MLflow run of one training: started, or continued when resuming; its params, tags, the
 corpus as its dataset and the reports of the gates its data passed; step metrics batched through
-the outage spool (spool.py); at the end the final metrics and the artifacts.
+the outage spool (spool.py); MLflow's own system metrics (CPU, memory, disk, network, and GPUs
+where NVML sees them) while it trains; at the end the final metrics and the artifacts.
 
 It is the train stage's TrainingCallback for MLflow (on_start, on_step, on_eval).
 """
 
 from __future__ import annotations
+
+import logging
+import math
 
 import torch
 
@@ -32,8 +36,9 @@ class TrainingRun:
             self.log(f"warning: MLflow run {run_id} of {artifacts.RUN_INFO} is not in "
                      f"{tracking.tracking_uri()}; the resumed training logs to a new run")
             run_id = None
-        run = ml.start_run(run_id=run_id, run_name=None if run_id else self.info["run_name"])
-        self.run_id = run.info.run_id
+        run = ml.start_run(run_id=run_id, run_name=None if run_id else self.info["run_name"],
+                           log_system_metrics=False)  # started after the first evaluation
+        self.run_id, self.resumed, self.system_metrics = run.info.run_id, run_id is not None, None
         self.runlog = RunLog(self.run_id, self.log)
         tracking.announce(self.run_id)
         if run_id is None:
@@ -78,8 +83,47 @@ class TrainingRun:
             self.runlog.flush()
 
     def on_eval(self, step: int, metrics: dict[str, float]) -> None:
-        self.runlog.metrics(step, {f"eval_{k}": v for k, v in metrics.items()})
+        # Bits per byte first: MLflow's compare page plots the first metric a run logged, and this
+        # is the curve that final_val_bits_per_byte ends, comparable across tokenizers.
+        self.runlog.metrics(step, self.bits_per_byte(metrics) | {f"eval_{k}": v for k, v in metrics.items()})
         self.runlog.flush()
+        if self.system_metrics is None:
+            self._start_system_metrics()
+
+    def bits_per_byte(self, losses: dict[str, float]) -> dict[str, float]:
+        """Each split's eval loss (nats/token) in bits per byte, at the split's bytes per token."""
+        out = {}
+        for split in ("val", "train"):
+            tokens, size = self.meta[f"{split}_tokens"], self.meta[f"{split}_bytes"]
+            out[f"eval_{split}_bits_per_byte"] = losses[f"{split}_loss"] / math.log(2) * tokens / max(size, 1)
+        return out
+
+    def _start_system_metrics(self) -> None:
+        """MLflow's own sampler of the machine (CPU, memory, disk, network; GPUs through NVML),
+        every MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL seconds (default 10) in a thread of its own.
+        On unless MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING is false. Started after the first eval so
+        the eval curves are the run's first metrics. They observe the machine, not the model:
+        while the server is away MLflow stops sampling (the training metrics spool instead)."""
+        from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING as switch
+
+        if switch.defined and not switch.get():
+            self.system_metrics = False
+            return
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no INFO lines
+        try:
+            self.system_metrics = SystemMetricsMonitor(self.run_id, resume_logging=self.resumed,
+                                                       tracking_uri=tracking.tracking_uri())
+            self.system_metrics.start()
+        except Exception as err:  # the server went away, or psutil is missing: train without them
+            self.log(f"warning: no system metrics for this run ({first_line(err)})")
+            self.system_metrics = False
+
+    def _stop_system_metrics(self) -> None:
+        if self.system_metrics:
+            self.system_metrics.finish()  # its last samples, sent
+        self.system_metrics = False
 
     # -- the end ------------------------------------------------------------------------------
 
@@ -101,11 +145,13 @@ class TrainingRun:
             for path in (artifacts.LOSS_PLOT, artifacts.TRAIN_STEPS, artifacts.TRAIN_EVALS):
                 ml.log_artifact(str(path), "train")
             ml.log_artifact(str(artifacts.BEST_CKPT), "checkpoint")
+            self._stop_system_metrics()
             ml.end_run()
-        except Exception as err:  # the server went away again
+        except Exception as err:  # the server went away again, or refuses this user
+            why = tracking.refusal(err) or first_line(err)
             raise StageError(
                 f"training finished ({artifacts.BEST_CKPT} is saved), but its artifacts could not "
-                f"be logged to MLflow at {tracking.tracking_uri()} ({first_line(err)}); rerun "
+                f"be logged to MLflow at {tracking.tracking_uri()} ({why}); rerun "
                 "`folio train` (or `dvc repro`) once it answers — it logs them without training "
                 "again") from None
 
@@ -113,6 +159,7 @@ class TrainingRun:
         """Keep what was logged (spooled if need be) and mark the run, as far as the server allows."""
         self.runlog.flush()
         try:
+            self._stop_system_metrics()
             tracking.mlflow().end_run(status=status)
         except Exception:  # the server is away: the next run continues this one anyway
             pass
