@@ -202,7 +202,7 @@ def test_the_vega_lite_picked_is_the_newest_of_dvcs_major_as_numbers():
 def test_make_setup_writes_the_template_after_installing():
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    out = subprocess.run(["make", "-n", "-B", "setup", "VENV=/nonexistent-venv"], cwd=PROJECT,
+    out = subprocess.run(["make", "--no-print-directory", "-n", "-B", "setup", "VENV=/nonexistent-venv"], cwd=PROJECT,
                          capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[-1] == "/nonexistent-venv/bin/folio plots-template"
     assert any("pip install" in line for line in out[:-1])
