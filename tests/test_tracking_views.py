@@ -21,15 +21,15 @@ META = {"train_tokens": 900, "train_bytes": 1800, "val_tokens": 100, "val_bytes"
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
 
-def _training_run(tmp_path, monkeypatch, log) -> TrainingRun:
+def _training_run(tmp_path, monkeypatch, log, run_id: str | None = None) -> TrainingRun:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     (tmp_path / "corpus.txt").write_text("to be or not to be\n")
     manifest = {"source": str(tmp_path / "corpus.txt"), "sha256": "ab" * 32, "bytes": 19,
                 "files": [{}], "documents": 1}
     tracking.setup()
-    run = TrainingRun(params_module.load(PARAMS), {"run_name": "views-test", "fingerprint": "f" * 16},
-                      manifest, META, SimpleNamespace(vocab_size=65), log)
+    info = {"run_name": "views-test", "fingerprint": "f" * 16} | ({"run_id": run_id} if run_id else {})
+    run = TrainingRun(params_module.load(PARAMS), info, manifest, META, SimpleNamespace(vocab_size=65), log)
     run.start()
     return run
 
@@ -81,6 +81,29 @@ def test_system_metrics_are_sampled_from_the_first_evaluation_on(training_run):
         assert key in metrics, sorted(metrics)
     assert 0 <= metrics["system/cpu_utilization_percentage"] <= 100
     assert not [line for line in lines if "system metrics" in line.lower()]
+
+
+def _system_metrics_appear(client, run_id: str) -> bool:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if any(k.startswith("system/") for k in client.get_run(run_id).data.metrics):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_a_resumed_run_samples_the_machine_at_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")
+    monkeypatch.delenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", raising=False)
+    first = _training_run(tmp_path, monkeypatch, print)
+    first.on_step(1, {"train_loss": 2.0})
+    first.abort("KILLED")  # before its first evaluation: no system metrics yet
+    client = tracking.mlflow().MlflowClient()
+    assert not [k for k in client.get_run(first.run_id).data.metrics if k.startswith("system/")]
+    resumed = _training_run(tmp_path, monkeypatch, print, run_id=first.run_id)
+    assert resumed.run_id == first.run_id
+    assert _system_metrics_appear(client, resumed.run_id)
+    resumed.abort()
 
 
 def test_system_metrics_can_be_switched_off(tmp_path, monkeypatch):

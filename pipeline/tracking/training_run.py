@@ -43,6 +43,8 @@ class TrainingRun:
         tracking.announce(self.run_id)
         if run_id is None:
             self._log_inputs()
+        else:  # its metrics are in place already: sample the machine from now on
+            self._start_system_metrics()
         return self.run_id
 
     @staticmethod
@@ -101,8 +103,8 @@ class TrainingRun:
     def _start_system_metrics(self) -> None:
         """MLflow's own sampler of the machine (CPU, memory, disk, network; GPUs through NVML),
         every MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL seconds (default 10) in a thread of its own.
-        On unless MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING is false. Started after the first eval so
-        the eval curves are the run's first metrics. They observe the machine, not the model:
+        On unless MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING is false. A new run starts it after its
+        first eval, so the eval curves are the run's first metrics; a resumed run, at once. They observe the machine, not the model:
         while the server is away MLflow stops sampling (the training metrics spool instead)."""
         from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING as switch
 
