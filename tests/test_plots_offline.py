@@ -192,6 +192,19 @@ def test_a_missing_stale_or_edited_template_is_one_line_saying_what_to_do(projec
     assert template.read_text() == good
 
 
+def test_an_edited_template_is_moved_aside_not_overwritten(project, tmp_path):
+    clone = pp.clone(project, tmp_path / "clone")
+    template = clone / ".dvc" / "plots_offline.html"
+    good = template.read_text()
+    edited = good.replace("border-spacing: 15px", "border-spacing: 40px", 1)
+    template.write_text(edited)
+    out = pp.run(clone, "folio", "plots-template")
+    (aside,) = (clone / ".dvc").glob("plots_offline.html.edited-*")
+    assert f"aside to .dvc/{aside.name}" in out and aside.read_text() == edited
+    assert template.read_text() == good
+    assert aside.name not in pp.run(clone, "git", "status", "--porcelain", "--ignored=no")
+
+
 def test_the_vega_lite_picked_is_the_newest_of_dvcs_major_as_numbers():
     assert plots_template.pick_vega_lite(["5.8", "5.21", "5.9", "6.4"], 5) == "5.21"  # not "5.9"
     assert plots_template.vega_lite_major() == 5  # DVC's plot specs: vega-lite/v5.json

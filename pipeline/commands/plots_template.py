@@ -21,6 +21,7 @@ import configparser
 import hashlib
 import importlib.metadata
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,7 @@ class Written:
     size: int
     libraries: str
     changed: bool
+    moved_aside: Path | None = None  # where an edited page went
 
 
 def version(package: str) -> str | None:
@@ -162,6 +164,14 @@ def _split(page: str) -> tuple[str, str]:
     return parts[1], parts[2]
 
 
+def _intact_header(path: Path) -> re.Match | None:
+    """The header of a page this module wrote and nobody changed since (current or stale);
+    None for an edited or cut-short page, or one this module did not write."""
+    header, body = _split(path.read_text(encoding="utf-8", errors="replace"))
+    match = HEADER_RE.match(header)
+    return match if match is not None and match["digest"] == _digest(body) else None
+
+
 def problem(project: Path) -> str | None:
     """Why `dvc plots show` would not draw the page this project names, as one line that says
     what to do; None when the page is current or the project names none."""
@@ -171,9 +181,8 @@ def problem(project: Path) -> str | None:
     where = shown(path, project)
     if not path.is_file():
         return f"the plots page template {where} is missing, so `dvc plots show` fails; {SETUP}"
-    header, body = _split(path.read_text(encoding="utf-8", errors="replace"))
-    match = HEADER_RE.match(header)
-    if match is None or match["digest"] != _digest(body):
+    match = _intact_header(path)
+    if match is None:
         return f"the plots page template {where} was edited or cut short; {SETUP}"
     if version(PACKAGE) is None:
         return (f"{PACKAGE} is not installed, so the plots page template {where} cannot be "
@@ -185,17 +194,24 @@ def problem(project: Path) -> str | None:
 
 
 def write(project: Path) -> Written:
-    """Write the page where .dvc/config says, unless the one there is current already."""
+    """Write the page where .dvc/config says, unless the one there is current already. A page
+    someone edited (or one this module did not write) is moved aside first, never overwritten."""
     from folio import fileio
 
     path = configured_path(project)
+    moved = None
     if problem(project) is None:
         page, changed = path.read_text(encoding="utf-8"), False
     else:
         page, changed = build(), True
+        if path.is_file() and _intact_header(path) is None:  # edited, or not ours at all
+            moved = path.with_name(f"{path.name}.edited-{time.strftime('%Y%m%d-%H%M%S')}")
+            path.replace(moved)
         fileio.write_text(path, page)
     return Written(path, len(page.encode("utf-8")), HEADER_RE.match(_split(page)[0])["libraries"],
-                   changed)
+                   changed, moved)
+
+
 
 
 def show(check: bool) -> None:
@@ -209,5 +225,7 @@ def show(check: bool) -> None:
         typer.echo(f"{shown(path, project)} is current")
         return
     written = write(project)
+    if written.moved_aside is not None:
+        typer.echo(f"moved the edited {shown(written.path, project)} aside to {shown(written.moved_aside, project)}")
     state = "wrote" if written.changed else "current:"
     typer.echo(f"{state} {shown(written.path, project)} ({written.size / 1e3:.0f} kB: {written.libraries})")
