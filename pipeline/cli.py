@@ -50,13 +50,14 @@ def guarded(name: str, action) -> None:
     The tracking server refusing the credentials or the action (401/403) is the user's to fix."""
     from folio.errors import FolioError
     from pipeline.errors import StageError
-    from pipeline.tracking import refusal
 
     try:
         action()
     except KeyboardInterrupt:
         fail(f"{name}: interrupted; rerun the command to continue (training resumes from its last checkpoint)")
     except Exception as caught:
+        from pipeline.tracking import refusal  # only on a failure: not on every command's start
+
         err = refusal(caught) or caught
         if not isinstance(err, (StageError, FolioError)) and not (
                 isinstance(err, OSError) and err.errno in USER_OS_ERRORS):
