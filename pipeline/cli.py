@@ -56,7 +56,7 @@ def guarded(name: str, action) -> None:
     except KeyboardInterrupt:
         fail(f"{name}: interrupted; rerun the command to continue (training resumes from its last checkpoint)")
     except Exception as caught:
-        from pipeline.tracking import refusal  # only on a failure: not on every command's start
+        from pipeline.tracking.access import refusal  # only on a failure: not on every command's start
 
         err = refusal(caught) or caught
         if not isinstance(err, (StageError, FolioError)) and not (

@@ -45,12 +45,12 @@ def registered_checkpoint(uri: str, dst: str | Path) -> Path:
     """Download the checkpoint artifact of the registered folio model `uri` into `dst`."""
     import yaml
 
-    from pipeline import tracking
+    from pipeline.tracking import store
     from pipeline.tracking import registry
 
-    tracking.setup()
+    store.setup()
     version = registry.resolve(uri)  # RegistryError (named versions and aliases) if it is not there
-    ml = tracking.mlflow()
+    ml = store.mlflow()
     base = f"models:/{version.name}/{version.version}"
     mlmodel = Path(ml.artifacts.download_artifacts(artifact_uri=f"{base}/MLmodel", dst_path=str(dst)))
     artifacts = yaml.safe_load(mlmodel.read_text())["flavors"]["python_function"].get("artifacts", {})

@@ -329,9 +329,8 @@ def test_train_stage_fine_tunes_from_a_checkpoint_and_a_registered_model(stage_p
         train_stage.main(_params(init_from="checkpoints/other.pt"))
 
     # a registered model's checkpoint: models:/<name>@<alias>
-    from pipeline import tracking
-
-    tracking.setup()
+    from pipeline.tracking import store
+    store.setup()
     run_id = json.loads(artifacts.RUN_INFO.read_text())["run_id"]
     info = registry.log_model(run_id, stage_project / "checkpoints" / "base.pt", artifacts.TOKENIZER_DIR,
                               SampleParams(prompts=["Line"], max_new_tokens=4))

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
-from pipeline import tracking
+from pipeline.tracking import access
 from pipeline.cli import app
 from pipeline.tracking import registry
 from pipeline.tracking.spool import RunLog, replay
@@ -188,7 +188,7 @@ def test_a_reader_may_not_write_to_the_experiment(team):
     with signed_in(team.url, "reader"), pytest.raises(mlflow.exceptions.MlflowException) as denied:
         mlflow.MlflowClient().create_run(team.experiment_id)  # what the train stage does first
     with signed_in(team.url, "reader"):
-        line = str(tracking.refusal(denied.value))
+        line = str(access.refusal(denied.value))
     assert line == (f"user 'reader' may not write to the experiment 'folio' on the MLflow server at "
                     f"{team.url} (403); ask an admin for EDIT on the experiment 'folio' "
                     "(docs/team-server.md)")
@@ -232,7 +232,7 @@ def test_a_trainer_registers_only_into_a_model_of_their_own(project, team):
 
     before = team_versions()
     with signed_in(team.url, "trainer"):
-        with pytest.raises(tracking.TrackingRefused) as refused:
+        with pytest.raises(access.TrackingRefused) as refused:
             registry.register(model_uri, MODEL, {})
         own = registry.register(model_uri, f"{MODEL}-trainer", {})  # theirs: they create it
     assert str(refused.value) == (
@@ -277,7 +277,7 @@ def test_a_password_changed_mid_run_keeps_the_metrics_and_asks_once(team, tmp_pa
             runlog.metrics(step, {"train_loss": 1.0 / step})
             assert runlog.flush(now=False) is False
         assert len(sends) == 2 and runlog.spooled == 3  # one refused try, then no more until the end
-        with pytest.raises(tracking.TrackingRefused) as refused:
+        with pytest.raises(access.TrackingRefused) as refused:
             runlog.flush(now=True)
     assert len(sends) == 3 and runlog.spooled == 3
     (warning,) = lines

@@ -74,7 +74,7 @@ def test_an_unpinned_corpus_is_registered_with_its_real_digest(stage_project):
     file download recorded (here: of the file itself), never an empty string."""
     import hashlib
 
-    from pipeline import tracking
+    from pipeline.tracking import store
     from pipeline.stages import register, sample
     from pipeline.tracking import registry
 
@@ -85,7 +85,7 @@ def test_an_unpinned_corpus_is_registered_with_its_real_digest(stage_project):
         stage.main(params)
     digest = hashlib.sha256(TEXT.encode()).hexdigest()
     registered = json.loads(artifacts.REGISTERED_MODEL.read_text())
-    tracking.setup()
+    store.setup()
     tags = registry.get_version(registered["name"], registered["version"]).tags
     assert tags["data.sha256"] == digest
     card = artifacts.MODEL_CARD.read_text()

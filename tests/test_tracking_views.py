@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from pipeline import params as params_module
-from pipeline import tracking
+from pipeline.tracking import store
 from pipeline.tracking.training_run import TrainingRun
 
 META = {"train_tokens": 900, "train_bytes": 1800, "val_tokens": 100, "val_bytes": 250,
@@ -27,7 +27,7 @@ def _training_run(tmp_path, monkeypatch, log, run_id: str | None = None) -> Trai
     (tmp_path / "corpus.txt").write_text("to be or not to be\n")
     manifest = {"source": str(tmp_path / "corpus.txt"), "sha256": "ab" * 32, "bytes": 19,
                 "files": [{}], "documents": 1}
-    tracking.setup()
+    store.setup()
     info = {"run_name": "views-test", "fingerprint": "f" * 16} | ({"run_id": run_id} if run_id else {})
     run = TrainingRun(params_module.load(PARAMS), info, manifest, META, SimpleNamespace(vocab_size=65), log)
     run.start()
@@ -39,8 +39,8 @@ def training_run(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")
     monkeypatch.delenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", raising=False)  # on by default
     run = _training_run(tmp_path, monkeypatch, lines := [])
-    yield run, tracking.mlflow().MlflowClient(), lines
-    tracking.mlflow().end_run()
+    yield run, store.mlflow().MlflowClient(), lines
+    store.mlflow().end_run()
 
 
 def test_the_experiment_opens_as_training_with_final_bits_per_byte_as_its_primary_metric(training_run):
@@ -98,7 +98,7 @@ def test_a_resumed_run_samples_the_machine_at_once(tmp_path, monkeypatch):
     first = _training_run(tmp_path, monkeypatch, print)
     first.on_step(1, {"train_loss": 2.0})
     first.abort("KILLED")  # before its first evaluation: no system metrics yet
-    client = tracking.mlflow().MlflowClient()
+    client = store.mlflow().MlflowClient()
     assert not [k for k in client.get_run(first.run_id).data.metrics if k.startswith("system/")]
     resumed = _training_run(tmp_path, monkeypatch, print, run_id=first.run_id)
     assert resumed.run_id == first.run_id
@@ -112,6 +112,6 @@ def test_system_metrics_can_be_switched_off(tmp_path, monkeypatch):
     run = _training_run(tmp_path, monkeypatch, print)
     run.on_eval(0, {"train_loss": 2.0, "val_loss": 3.0, "best_val_loss": 3.0})
     time.sleep(1.5)
-    tracking.mlflow().end_run()
-    client = tracking.mlflow().MlflowClient()
+    store.mlflow().end_run()
+    client = store.mlflow().MlflowClient()
     assert not [k for k in client.get_run(run.run_id).data.metrics if k.startswith("system/")]

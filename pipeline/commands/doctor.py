@@ -76,7 +76,7 @@ def training_choice(hw: Hardware, unsure: list[str], use_torch: bool) -> tuple[d
 
 
 def tracking() -> tuple[dict, list[str]]:
-    from pipeline.tracking import TrackingUnavailable, check_server, tracking_uri
+    from pipeline.tracking.store import TrackingUnavailable, check_server, tracking_uri
 
     uri = tracking_uri()
     if not uri.startswith(("http://", "https://")):

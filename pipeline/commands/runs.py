@@ -13,8 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from pipeline import tracking
-
+from pipeline.tracking import store
 METRICS = (("val loss", "final_val_loss", "{:.4f}"), ("bits/byte", "final_val_bits_per_byte", "{:.4f}"),
            ("tokens/s", "tokens_per_sec", "{:,.0f}"))
 
@@ -27,8 +26,8 @@ class Table:
 
 def recent_runs(limit: int) -> list:
     """The experiment's last `limit` runs, newest first."""
-    ml = tracking.mlflow()
-    experiment = ml.get_experiment_by_name(tracking.EXPERIMENT)
+    ml = store.mlflow()
+    experiment = ml.get_experiment_by_name(store.EXPERIMENT)
     if experiment is None:
         return []
     return ml.MlflowClient().search_runs([experiment.experiment_id], max_results=limit,
@@ -45,7 +44,7 @@ def versions_by_run(run_ids: list[str]) -> dict[str, list]:
     """run id -> the model versions registered from it, each with its aliases filled in."""
     if not run_ids:
         return {}
-    client = tracking.mlflow().MlflowClient()
+    client = store.mlflow().MlflowClient()
     quoted = ", ".join(f"'{run_id}'" for run_id in run_ids)
     found = client.search_model_versions(f"run_id IN ({quoted})")
     aliases = {}
@@ -62,7 +61,7 @@ def versions_by_run(run_ids: list[str]) -> dict[str, list]:
 def tokens_per_sec(run) -> float | None:
     """Training throughput: every step trains the same number of tokens, so total tokens over
     total step time is the harmonic mean of the logged per-step `tokens_per_sec`."""
-    history = tracking.mlflow().MlflowClient().get_metric_history(run.info.run_id, "tokens_per_sec")
+    history = store.mlflow().MlflowClient().get_metric_history(run.info.run_id, "tokens_per_sec")
     rates = [m.value for m in history if m.value > 0]
     return len(rates) / sum(1 / r for r in rates) if rates else None
 
@@ -104,10 +103,10 @@ def show(limit: int) -> Table:
     from rich.table import Table as RichTable
     from rich.text import Text
 
-    tracking.setup()
+    store.setup()
     runs = recent_runs(limit)
     result = table(runs, versions_by_run([run.info.run_id for run in runs]))
-    out = RichTable(title=f"last {len(runs)} runs in {tracking.tracking_uri()}", title_justify="left")
+    out = RichTable(title=f"last {len(runs)} runs in {store.tracking_uri()}", title_justify="left")
     for column in result.header:
         out.add_column(column, overflow="fold")
     for row in result.rows:

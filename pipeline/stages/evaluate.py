@@ -15,7 +15,8 @@ import math
 
 from folio.evaluate import split_loss
 from folio.tokenizers import end_of_text_id
-from pipeline import artifacts, tracking
+from pipeline import artifacts
+from pipeline.tracking import store
 from pipeline.artifacts import models, prepared, reports, tokenizer as tokenizer_files
 from pipeline.console import log
 from pipeline.params import Params
@@ -69,8 +70,8 @@ def main(params: Params) -> None:
     log(f"val loss {val['loss']:.4f} nats/token, {val['bits_per_byte']:.4f} bits/byte, "
         f"{val['bits_per_char']:.4f} bits/char, perplexity {val['perplexity']:.2f} "
         f"over {result['n_tokens']:,} tokens")
-    tracking.setup()
+    store.setup()
     run_id = models.training_run_id()
-    tracking.log_metrics(run_id, {f"final_val_{key}": value for key, value in val.items()
+    store.log_metrics(run_id, {f"final_val_{key}": value for key, value in val.items()
                                   if key not in ("tokens", "subset")})
-    tracking.log_artifact(run_id, artifacts.METRICS, "evaluate")
+    store.log_artifact(run_id, artifacts.METRICS, "evaluate")

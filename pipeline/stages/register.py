@@ -16,7 +16,8 @@ import dataclasses
 import os
 import time
 
-from pipeline import artifacts, tracking
+from pipeline import artifacts
+from pipeline.tracking import lineage, store
 from pipeline.artifacts import corpus as corpus_files, models, prepared, reports
 from pipeline.console import log
 from pipeline.params import Params
@@ -28,7 +29,7 @@ def version_tags(params: Params, metrics: dict, corpus: dict, run) -> dict[str, 
     tags = {f"val_{key}": str(value) for key, value in metrics["val"].items() if key != "tokens"}
     tags["data.name"], tags["data.sha256"] = params.data.name, corpus["sha256"]
     tags["checkpoint_step"] = str(metrics["checkpoint_step"])
-    tags["git.commit"] = (run.data.tags.get("mlflow.source.git.commit") or tracking.git_commit()
+    tags["git.commit"] = (run.data.tags.get("mlflow.source.git.commit") or lineage.git_commit()
                           or "unknown")
     if exp_name := run.data.tags.get("dvc.exp_name") or os.environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = exp_name
@@ -62,7 +63,7 @@ def main(params: Params) -> None:
     name = params.registered_model_name()
     metrics, corpus = reports.read_metrics(), corpus_files.record(params.data)
     artifacts.require(artifacts.BEST_CKPT, "train")
-    tracking.setup()
+    store.setup()
     run = registry.client().get_run(models.training_run_id())
     tags = version_tags(params, metrics, corpus, run)
     facts = card_facts(params, run, metrics, corpus, tags)  # read every input before touching the registry

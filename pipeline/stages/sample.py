@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from folio.attention import save_attention_png
 from folio.generate import GenerationConfig, complete
-from pipeline import artifacts, tracking
+from pipeline import artifacts
+from pipeline.tracking import store
 from pipeline.artifacts import models, reports, tokenizer as tokenizer_files
 from pipeline.console import log
 from pipeline.errors import StageError
@@ -47,7 +48,7 @@ def main(params: Params) -> None:
         log(f"sampled prompt {i}/{len(s.prompts)}")
     reports.write_samples("\n".join(sections))
     save_attention_png(model, tokenizer, attention_prompt, artifacts.ATTENTION)
-    tracking.setup()
+    store.setup()
     for path in (artifacts.SAMPLES, artifacts.ATTENTION):
-        tracking.log_artifact(models.training_run_id(), path, "samples")
+        store.log_artifact(models.training_run_id(), path, "samples")
     log(f"wrote {artifacts.SAMPLES} and {artifacts.ATTENTION}")

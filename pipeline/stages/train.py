@@ -14,7 +14,8 @@ from __future__ import annotations
 from folio import distributed
 from folio.device import DeviceUnavailable, pick_device
 from folio.train import train
-from pipeline import artifacts, init_from, launch, resume, tracking
+from pipeline import artifacts, init_from, launch, resume
+from pipeline.tracking import lineage, store
 from pipeline.artifacts import corpus, models, prepared, reports, tokenizer as tokenizer_files
 from pipeline.console import Progress, log
 from pipeline.errors import StageError
@@ -67,19 +68,19 @@ def main(params: Params) -> None:
     record = corpus.record(params.data)
     device = check_device(params.train.device).device
     identity = resume.identity(params, tokenizer.digest, record["sha256"], prepared.read_meta())
-    new_run_name = tracking.run_name(params.flat())
+    new_run_name = lineage.run_name(params.flat())
     # everything that can be wrong is checked before models/ is touched
     source = init_from.source(params, tokenizer)  # a source the run can't start from fails here
     splits = {name: prepared.load_split(name) for name in ("train", "val")}
     check_splits(splits, params, source)
     if params.train.nproc > 1 and not distributed.launched_by_torchrun():
-        tracking.setup()
+        store.setup()
         resume.claim(identity, new_run_name, params.train.keep_previous, log)
         launch.torchrun(params.train.nproc)  # the ranks run this main() again
         return
     rank = distributed.init(device)
     if rank.is_main:
-        tracking.setup()  # a tracking server that does not answer fails here, before any work
+        store.setup()  # a tracking server that does not answer fails here, before any work
         claim = resume.claim(identity, new_run_name, params.train.keep_previous, log)
     distributed.barrier(rank)  # rank 0 has set models/ up
     if not rank.is_main:

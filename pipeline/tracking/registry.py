@@ -5,7 +5,7 @@ Aliases (MLflow 3), never stages. A move records tags on the version that takes 
 (`alias.<alias>.promoted_at`, `.promoted_from`, `.promoted_by`, `.delta_<metric>`) and on the one
 that loses it (`.demoted_at`, `.demoted_by`). The registered model's tag `alias.<alias>.history`
 lists the holders in order, so `roll_back` returns the alias to the previous one.
-Call `tracking.setup()` first: every function here talks to the store it points at.
+Call `store.setup()` first: every function here talks to the store it points at.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from folio import checkpoint
-from pipeline import tracking
+from pipeline.tracking import access, store
 from pipeline.errors import StageError
 from pipeline.params import SampleParams
 
@@ -59,7 +59,7 @@ class Move:
 
 
 def client():
-    return tracking.mlflow().MlflowClient()
+    return store.mlflow().MlflowClient()
 
 
 def _not_found(err: Exception) -> bool:
@@ -102,7 +102,7 @@ def _reopened(run_id: str) -> Iterator[None]:
     duration): registering later must not look like a longer training run."""
     before = client().get_run(run_id).info
     try:
-        with tracking.mlflow().start_run(run_id=run_id):
+        with store.mlflow().start_run(run_id=run_id):
             yield
     finally:
         if before.end_time:
@@ -111,7 +111,7 @@ def _reopened(run_id: str) -> Iterator[None]:
 
 def log_model(run_id: str, checkpoint_path: Path, tokenizer_dir: Path, sample: SampleParams):
     """Log the pyfunc model (as code) under the training run; returns MLflow's ModelInfo."""
-    ml = tracking.mlflow()
+    ml = store.mlflow()
     with tempfile.TemporaryDirectory() as tmp, _reopened(run_id):
         slim = Path(tmp) / "model.pt"
         write_slim_checkpoint(checkpoint_path, slim)
@@ -128,8 +128,8 @@ def log_model(run_id: str, checkpoint_path: Path, tokenizer_dir: Path, sample: S
 def register(model_uri: str, name: str, tags: dict[str, str]):
     """A new version of the registered model `name` (created if missing); returns the ModelVersion.
     On a team server this needs EDIT on `name` (docs/team-server.md)."""
-    with tracking.refusals(f"register a version of {name}", f"EDIT on the registered model {name}"):
-        return tracking.mlflow().register_model(model_uri, name, tags=tags)
+    with access.refusals(f"register a version of {name}", f"EDIT on the registered model {name}"):
+        return store.mlflow().register_model(model_uri, name, tags=tags)
 
 
 def attach_files(model_id: str, files: dict[str, Path]) -> None:
@@ -154,7 +154,7 @@ def registered_model(name: str):
         return client().get_registered_model(name)
     except Exception as err:
         if _not_found(err):
-            raise RegistryError(f"no registered model named {name!r} in {tracking.tracking_uri()}; "
+            raise RegistryError(f"no registered model named {name!r} in {store.tracking_uri()}; "
                                 "the register stage creates it (`dvc repro`)") from None
         raise
 
@@ -310,8 +310,8 @@ def move_alias(name: str, alias: str, metric: str, *, version: int | None = None
     """`folio promote`: one of VERSION (gated unless `force`), `best` or `rollback`. On a team
     server this needs EDIT on `name` (docs/team-server.md): without it the first write, before the
     alias moves, is refused (TrackingRefused)."""
-    tracking.setup()
-    with tracking.refusals(f"move @{alias} of {name}", f"EDIT on the registered model {name}"):
+    store.setup()
+    with access.refusals(f"move @{alias} of {name}", f"EDIT on the registered model {name}"):
         if best:
             return promote_best(name, alias, metric)
         if rollback:
@@ -337,7 +337,7 @@ def resolve(uri: str):
 
 def load_model(uri: str):
     """The registered pyfunc model behind `uri`; RegistryError if its artifacts are gone."""
-    ml = tracking.mlflow()
+    ml = store.mlflow()
     model_version = resolve(uri)
     try:
         files = ml.artifacts.list_artifacts(artifact_uri=model_version.source)
@@ -353,6 +353,6 @@ def load_model(uri: str):
 
 def load_generator(uri: str):
     """(GPT, tokenizer) of a registered folio model, for streaming generation (`folio generate`)."""
-    tracking.setup()
+    store.setup()
     python_model = load_model(uri).unwrap_python_model()
     return python_model.model, python_model.tokenizer

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from folio.errors import first_line
-from pipeline import tracking
+from pipeline.tracking import access, store
 from pipeline.artifacts import SPOOL_DIR
 
 BATCH = 1000  # MLflow's log_batch limit for metrics
@@ -35,7 +35,7 @@ class RunLog:
         self.pending: list[dict] = []
         self.down_since: float | None = None  # monotonic time of the first failed send
         self.last_try = 0.0
-        self.refused: tracking.TrackingRefused | None = None  # a 401/403: no retries until `now`
+        self.refused: access.TrackingRefused | None = None  # a 401/403: no retries until `now`
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
         now = int(time.time() * 1000)
@@ -57,11 +57,11 @@ class RunLog:
             self._send(self.pending)
         except Exception as err:  # the server is down, restarting, or refuses: keep everything
             self._to_spool()
-            if (refused := tracking.refusal(err)) is not None:
+            if (refused := access.refusal(err)) is not None:
                 return self._refused(refused, now)
             if self.down_since is None:
                 self.down_since = time.monotonic()
-                self.log(f"warning: MLflow at {tracking.tracking_uri()} does not answer "
+                self.log(f"warning: MLflow at {store.tracking_uri()} does not answer "
                          f"({first_line(err)}); training goes on, and metrics wait in {self.spool} "
                          "until it answers")
             return False
@@ -73,12 +73,12 @@ class RunLog:
         self.refused = None
         return True
 
-    def _refused(self, refused: tracking.TrackingRefused, now: bool) -> bool:
+    def _refused(self, refused: access.TrackingRefused, now: bool) -> bool:
         if self.refused is None:
             self.log(f"warning: {refused}; training goes on, and metrics wait in {self.spool}")
         self.refused = refused
         if now:
-            raise tracking.TrackingRefused(
+            raise access.TrackingRefused(
                 f"{refused}; {self.spooled:,} metrics wait in {self.spool}: rerun `folio train` (or "
                 "`dvc repro`) once it takes them — it sends them without training again")
         return False
@@ -91,15 +91,15 @@ class RunLog:
             return False
         self.last_try = time.monotonic()
         try:
-            tracking.check_server(tracking.tracking_uri(), timeout=2)
+            store.check_server(store.tracking_uri(), timeout=2)
             return True
-        except tracking.TrackingUnavailable:
+        except store.TrackingUnavailable:
             return False
 
     def _send(self, records: list[dict]) -> None:
         from mlflow.entities import Metric, RunTag
 
-        client = tracking.mlflow().MlflowClient()
+        client = store.mlflow().MlflowClient()
         for i in range(0, len(records), BATCH):
             batch = records[i:i + BATCH]
             metrics = [Metric(r["key"], r["value"], r["timestamp"], r["step"]) for r in batch if r["kind"] == "metric"]
@@ -140,7 +140,7 @@ def replay(log, spool_dir: Path = SPOOL_DIR) -> None:
         try:
             run._send_spool()
         except Exception as err:
-            why = tracking.refusal(err) or first_line(err)
+            why = access.refusal(err) or first_line(err)
             log(f"warning: {waiting:,} metrics of MLflow run {path.stem} wait in {path}: the server "
                 f"still does not take them ({why})")
         else:

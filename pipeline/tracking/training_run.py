@@ -13,7 +13,8 @@ import math
 
 import torch
 
-from pipeline import artifacts, tracking
+from pipeline import artifacts
+from pipeline.tracking import access, lineage, store
 from pipeline.errors import StageError
 from pipeline.params import Params
 from folio.errors import first_line
@@ -29,18 +30,18 @@ class TrainingRun:
 
     def start(self) -> str:
         """Start the run (or continue the one run.json names); returns its id."""
-        ml = tracking.mlflow()
+        ml = store.mlflow()
         replay(self.log)  # metrics earlier runs could not send
         run_id = self.info.get("run_id")
         if run_id and not self._exists(run_id):
             self.log(f"warning: MLflow run {run_id} of {artifacts.RUN_INFO} is not in "
-                     f"{tracking.tracking_uri()}; the resumed training logs to a new run")
+                     f"{store.tracking_uri()}; the resumed training logs to a new run")
             run_id = None
         run = ml.start_run(run_id=run_id, run_name=None if run_id else self.info["run_name"],
                            log_system_metrics=False)  # started after the first evaluation
         self.run_id, self.resumed, self.system_metrics = run.info.run_id, run_id is not None, None
         self.runlog = RunLog(self.run_id, self.log)
-        tracking.announce(self.run_id)
+        store.announce(self.run_id)
         if run_id is None:
             self._log_inputs()
         else:  # its metrics are in place already: sample the machine from now on
@@ -50,7 +51,7 @@ class TrainingRun:
     @staticmethod
     def _exists(run_id: str) -> bool:
         try:
-            tracking.mlflow().MlflowClient().get_run(run_id)
+            store.mlflow().MlflowClient().get_run(run_id)
         except Exception as err:
             if getattr(err, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
                 return False
@@ -58,10 +59,10 @@ class TrainingRun:
         return True
 
     def _log_inputs(self) -> None:
-        ml, p = tracking.mlflow(), self.params
+        ml, p = store.mlflow(), self.params
         ml.log_params(p.flat())
-        ml.set_tags({**tracking.run_tags(), "fingerprint": self.info["fingerprint"]})
-        tracking.log_corpus_dataset(p.data.name, self.corpus)
+        ml.set_tags({**lineage.run_tags(), "fingerprint": self.info["fingerprint"]})
+        lineage.log_corpus_dataset(p.data.name, self.corpus)
         if artifacts.raw_record(p.data.name).exists():  # the manifest: every file and its digest
             ml.log_artifact(str(artifacts.raw_record(p.data.name)), "data")
         for suite in ("corpus", "tokens"):  # the reports of the gates this data passed
@@ -116,7 +117,7 @@ class TrainingRun:
         logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no INFO lines
         try:
             self.system_metrics = SystemMetricsMonitor(self.run_id, resume_logging=self.resumed,
-                                                       tracking_uri=tracking.tracking_uri())
+                                                       tracking_uri=store.tracking_uri())
             self.system_metrics.start()
         except Exception as err:  # the server went away, or psutil is missing: train without them
             self.log(f"warning: no system metrics for this run ({first_line(err)})")
@@ -138,10 +139,10 @@ class TrainingRun:
         if not self.runlog.flush(now=True):
             raise StageError(
                 f"training finished ({artifacts.BEST_CKPT} is saved), but MLflow at "
-                f"{tracking.tracking_uri()} still does not answer: {self.runlog.spooled:,} metrics "
+                f"{store.tracking_uri()} still does not answer: {self.runlog.spooled:,} metrics "
                 f"wait in {self.runlog.spool}; rerun `folio train` (or `dvc repro`) once it answers "
                 "— it sends them and the artifacts without training again")
-        ml = tracking.mlflow()
+        ml = store.mlflow()
         try:
             ml.log_artifacts(str(artifacts.TOKENIZER_DIR), "tokenizer")
             for path in (artifacts.LOSS_PLOT, artifacts.TRAIN_STEPS, artifacts.TRAIN_EVALS):
@@ -150,10 +151,10 @@ class TrainingRun:
             self._stop_system_metrics()
             ml.end_run()
         except Exception as err:  # the server went away again, or refuses this user
-            why = tracking.refusal(err) or first_line(err)
+            why = access.refusal(err) or first_line(err)
             raise StageError(
                 f"training finished ({artifacts.BEST_CKPT} is saved), but its artifacts could not "
-                f"be logged to MLflow at {tracking.tracking_uri()} ({why}); rerun "
+                f"be logged to MLflow at {store.tracking_uri()} ({why}); rerun "
                 "`folio train` (or `dvc repro`) once it answers — it logs them without training "
                 "again") from None
 
@@ -162,6 +163,6 @@ class TrainingRun:
         self.runlog.flush()
         try:
             self._stop_system_metrics()
-            tracking.mlflow().end_run(status=status)
+            store.mlflow().end_run(status=status)
         except Exception:  # the server is away: the next run continues this one anyway
             pass
