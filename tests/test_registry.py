@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from folio import checkpoint
 from folio.model import GPT, GPTConfig
 from folio.tokenizers import CharTokenizer, save_tokenizer
-from pipeline.tracking import store
+from pipeline.tracking import store as tracking
 from pipeline.commands import runs
 from pipeline.tracking import model_card, registry
 from pipeline.cli import app
@@ -40,7 +40,7 @@ def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("registry")
     with pytest.MonkeyPatch.context() as patch, tracking_at(f"sqlite:///{root / 'mlflow.db'}"):
         patch.chdir(root)
-        store.setup()
+        tracking.setup()
         yield root
 
 
@@ -61,7 +61,7 @@ def model_files(store) -> tuple[Path, Path]:
 
 def _trained_run(bits_per_byte: float, max_iters: int) -> str:
     """A finished run as the pipeline leaves it: params, per-step throughput, final val metrics."""
-    ml = store.mlflow()
+    ml = tracking.mlflow()
     with ml.start_run(run_name=f"tiny-{max_iters}") as run:
         ml.log_params({"model.n_layer": 1, "train.max_iters": max_iters})
         for step, rate in enumerate([1000.0, 3000.0], 1):
@@ -93,12 +93,12 @@ def _tags(name: str, version: int) -> dict:
 def test_logged_model_is_code_with_slim_artifacts_and_generates(logged):
     name = _registered(logged[:1], "folio-load")
     version = registry.get_version(name, 1)
-    files = {f.path for f in store.mlflow().artifacts.list_artifacts(artifact_uri=version.source)}
+    files = {f.path for f in tracking.mlflow().artifacts.list_artifacts(artifact_uri=version.source)}
     assert {"MLmodel", "pyfunc_model.py", "input_example.json"} <= files and "python_model.pkl" not in files
     model_dir = Path(urlparse(registry.client().get_logged_model(version.model_id or
                                                                  version.source.split("/")[-1]).artifact_location).path)
     assert "optimizer" not in checkpoint.load(model_dir / "artifacts" / "model.pt")
-    model = store.mlflow().pyfunc.load_model(f"models:/{name}/1")
+    model = tracking.mlflow().pyfunc.load_model(f"models:/{name}/1")
     params = {p.name for p in model.metadata.signature.params}
     assert params == {"max_new_tokens", "temperature", "top_k", "top_p", "seed"}
     first = model.predict(["ROMEO:", "JULIET:"], params={"max_new_tokens": 12, "seed": 3})
@@ -228,8 +228,8 @@ def test_tracking_server_that_is_down_fails_fast_with_a_clear_message(monkeypatc
         port = s.getsockname()[1]  # closed again: nothing listens there
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
     started = time.monotonic()
-    with pytest.raises(store.TrackingUnavailable, match=f"127.0.0.1:{port} does not answer"):
-        store.setup()
+    with pytest.raises(tracking.TrackingUnavailable, match=f"127.0.0.1:{port} does not answer"):
+        tracking.setup()
     for args in (["runs"], ["promote", "1", "--params", PARAMS_FILE]):
         result = runner.invoke(app, args)
         assert result.exit_code == 1 and "does not answer" in result.output, result.output

@@ -12,6 +12,7 @@ are spread over DDP ranks by their draw index, so ranks never share a window wit
 from __future__ import annotations
 
 import bisect
+import os
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from folio.errors import FolioError
-from folio.fileio import atomic_path
+from folio.fileio import atomic_path, fsync_path
 from folio.seeds import derive_seed
 
 
@@ -86,6 +87,8 @@ class ShardWriter:
 
     def _finish_file(self) -> None:
         if self.file is not None:
+            self.file.flush()
+            os.fsync(self.file.fileno())  # on the disk before meta.json names it
             self.file.close()
             self.file = None
 
@@ -96,6 +99,7 @@ class ShardWriter:
         self._finish_file()
         for shard in self.shards:
             (self.directory / f".{shard['file']}.tmp").replace(self.directory / shard["file"])
+        fsync_path(self.directory)
         return self.shards
 
     def abort(self) -> None:
