@@ -171,6 +171,6 @@ def test_an_empty_sha256_is_computed_recorded_and_logged(tmp_path, monkeypatch, 
     assert record == {"sha256": DIGEST, "bytes": len(BODY), "source": "mine.txt", "pinned": False,
                       "documents": 1, "files": [{"path": "mine.txt", "format": "txt", "compression": None,
                                                  "bytes": len(BODY), "sha256": DIGEST, "documents": 1}]}
-    assert artifacts.raw_corpus("mine").read_bytes() == BODY
+    assert (artifacts.raw_dir("mine") / "mine.txt").read_bytes() == BODY
     assert DIGEST in capsys.readouterr().err
     assert corpus.record(params.data) == record  # what train logs to MLflow

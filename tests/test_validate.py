@@ -1,12 +1,15 @@
 """The validate stage: the real corpus and plain prose/code pass; HTML, binary, UTF-16/Latin-1, tiny,
 empty, long-line, control-character, non-printable, Git LFS pointer, repeated-line, shredded and
 wrong-alphabet corpora fail with messages naming the check, its observed value and threshold;
-corpus.json and the Data Docs are written either way, and no gx/ folder is scaffolded."""
+corpus.json and the Data Docs are written either way, and no gx/ folder is scaffolded. Lines are
+the text's lines whatever the read size: a line longer than a piece is one line of its full length
+(never held whole), documents and files end lines, and every statistic is that of the whole text."""
 
 from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -23,7 +26,7 @@ def run_stage(tmp_path: Path, monkeypatch, corpus: bytes, **thresholds) -> tuple
     """Validate `corpus` in a fresh project dir; return corpus.json and the error message (None if it passed)."""
     monkeypatch.chdir(tmp_path)
     artifacts.raw_dir("t").mkdir(parents=True, exist_ok=True)
-    artifacts.raw_corpus("t").write_bytes(corpus)
+    (artifacts.raw_dir("t") / "t.txt").write_bytes(corpus)
     artifacts.raw_record("t").unlink(missing_ok=True)
     params = validate({"data": {"name": "t", "url": "file:///x", "sha256": "0" * 64}, "validate": thresholds})
     try:
@@ -216,3 +219,127 @@ def test_distinct_characters_outside_bounds_fail(tmp_path, monkeypatch):
     report, error = run_stage(tmp_path, monkeypatch, binary_numbers.encode())
     assert failed_checks(report) == ["distinct_chars"]
     assert "distinct_chars: 3 distinct characters" in error and "'\\n'" in error
+
+
+def reference_line_stats(documents: list[str], max_line_length: int = 5000) -> dict:
+    """The line statistics of the suite computed on each document's whole text at once: a document
+    ends its last line, a final newline ends a line and starts none."""
+    from pipeline.gates.corpus_suite import CONTROL, MARKUP
+
+    lines = [line for doc in documents if doc for line in doc.removesuffix("\n").split("\n")]
+    seen, repeated, total = set(), 0, 0
+    for line in (line.strip() for line in lines):
+        total += len(line)
+        if line in seen:
+            repeated += len(line)
+        elif line:
+            seen.add(line)
+    n = len(lines)
+    return {"lines": n, "longest_line": max(map(len, lines)),
+            "mean_line_length": round(sum(map(len, lines)) / n, 1),
+            "long_line_fraction": round(sum(len(line) > max_line_length for line in lines) / n, 6),
+            "duplicate_fraction": round(repeated / total, 6),
+            "control_line_fraction": round(sum(bool(re.search(CONTROL, line)) for line in lines) / n, 6),
+            "markup_line_fraction": round(sum(bool(re.search(MARKUP, line)) for line in lines) / n, 6)}
+
+
+def long_line(chars: int, seed: int = 0) -> str:
+    """`chars` characters of words and no newline (its pieces of a megabyte are not alike)."""
+    rng = random.Random(seed)
+    words = [f"w{i}" for i in range(1000)] + ["café", "—", "🙂"]
+    parts, size = [], 0
+    while size < chars:
+        parts.append(rng.choice(words) + " ")
+        size += len(parts[-1])
+    return "".join(parts)[:chars]
+
+
+def test_a_line_longer_than_a_piece_is_one_line_with_its_full_length(tmp_path, monkeypatch):
+    """A 3,000,000-character line (three pieces of the reader) counts once, with its length, and its
+    repeat (at the end of the file, without a final newline) counts as a duplicate of all of it."""
+    big = long_line(3_000_000)
+    text = prose_and_code(60) + big + "\n" + prose_and_code(30) + "  " + big
+    report, error = run_stage(tmp_path, monkeypatch, text.encode(), max_duplicate_fraction=1.0)
+    expected = reference_line_stats([text])
+    assert {key: report["stats"][key] for key in expected} == expected
+    assert report["stats"]["longest_line"] == 3_000_002 and failed_checks(report) == ["line_length"]
+    first = text[:text.index(big)].count("\n") + 1
+    assert f"first: line {first}, 3,000,000 characters: {big[:40] + '…'!r}" in error
+
+
+MIXED_TEXT = (
+    "plain short line\n"
+    "a CRLF line\r\n" * 3
+    + "\n\n"
+    + "naïve café — 🙂 déjà vu, multi-byte characters cut across read blocks\n" * 4
+    + "  " + long_line(20_000, 1) + " \t\n"   # over validate.max_line_length
+    + long_line(20_000, 1) + "\n"              # the same, stripped: a duplicate
+    + "colour \x1b[31mred\x1b[0m here\n"
+    + '<div class="row">a tag</div>\n'
+    + "<!doctypes " * 15 + "are no tag, though cut after their e\n"
+    + "this line ends in a tag </p>\n"
+    + long_line(30_000, 2) + ' <span class="x">tag</span> \x07 ' + long_line(40_000, 3) + "\n"  # past KEEP
+    + "".join(f"line {i % 40} of the middle, repeating\n" for i in range(200))
+    + "the end, without a final newline"
+)
+JSONL_DOCUMENTS = ["one\ntwo", "three\n", "", "four\r\n\r\n", long_line(70_000, 4), "five ends a line\n"]
+LAST_TEXT = "a document of its own\n" * 3 + "ends without a newline"
+
+
+def _scan_mixed(tmp_path):
+    from folio.corpus import CorpusFile
+    from pipeline.gates import corpus_suite
+
+    (tmp_path / "a.txt").write_bytes(MIXED_TEXT.encode())
+    (tmp_path / "b.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in JSONL_DOCUMENTS))
+    (tmp_path / "c.txt").write_text(LAST_TEXT)
+    files = [CorpusFile(tmp_path / "a.txt", "txt"), CorpusFile(tmp_path / "b.jsonl", "jsonl"),
+             CorpusFile(tmp_path / "c.txt", "txt")]
+    p = validate({"data": {"name": "t", "url": "file:///x", "sha256": ""}}).validate_
+    result = corpus_suite.scan(p, files, "text", sum(f.path.stat().st_size for f in files))
+    return result.stats(), result.files, result.examples, result.duplicates.most_repeated()
+
+
+@pytest.mark.parametrize("piece_chars, read_bytes, keep_line_chars", [(7, 5, None), (7, 5, 16), (1000, 333, 50)])
+def test_line_statistics_do_not_depend_on_the_piece_size(tmp_path, monkeypatch, piece_chars, read_bytes,
+                                                        keep_line_chars):
+    """Read in pieces of 7 characters (blocks of 5 bytes: characters cut in two), every statistic,
+    every file row and every example is what the default pieces give, and the line statistics are
+    those of the whole texts; keep_line_chars small streams nearly every line (never kept whole)."""
+    from folio import corpus
+    from pipeline.gates import corpus_suite
+
+    default = _scan_mixed(tmp_path)
+    expected = reference_line_stats([MIXED_TEXT, *JSONL_DOCUMENTS, LAST_TEXT])
+    assert {key: default[0][key] for key in expected} == expected
+    monkeypatch.setattr(corpus, "PIECE_CHARS", piece_chars)
+    monkeypatch.setattr(corpus, "READ_BYTES", read_bytes)
+    if keep_line_chars:
+        monkeypatch.setattr(corpus_suite, "KEEP_LINE_CHARS", keep_line_chars)
+    small = _scan_mixed(tmp_path)
+    assert small[0] == default[0]
+    assert small[1:] == default[1:]
+
+
+def test_a_line_of_any_length_is_measured_without_being_held(tmp_path, monkeypatch):
+    """One line of 8,000,000 characters read in pieces of 16 Ki characters: the scan allocates
+    little more than its table of code points, whatever the line's length."""
+    import tracemalloc
+
+    from folio import corpus
+    from folio.corpus import CorpusFile
+    from pipeline.gates import corpus_suite
+
+    monkeypatch.setattr(corpus, "PIECE_CHARS", 1 << 14)
+    monkeypatch.setattr(corpus, "READ_BYTES", 1 << 14)
+    path = tmp_path / "one.txt"
+    path.write_text("word " * 1_600_000)
+    p = validate({"data": {"name": "t", "url": "file:///x", "sha256": ""}}).validate_
+    tracemalloc.start()
+    try:
+        result = corpus_suite.scan(p, [CorpusFile(path, "txt")], "text", path.stat().st_size)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.stats()["lines"] == 1 and result.stats()["longest_line"] == 8_000_000
+    assert peak < corpus_suite.CODE_POINTS * 8 + 2 * 10**6, f"{peak:,} bytes"

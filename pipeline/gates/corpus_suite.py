@@ -18,7 +18,11 @@ The corpus is read once, streamed in bounded pieces (folio.corpus), whatever its
 statistic is exact but duplicates, which keeps 64-bit line hashes (never the lines) of every
 line up to DUPLICATES_EXACT_BYTES of corpus, and past that of the lines whose hash falls in a
 1/k sample, so the memory stays bounded; the report says which (`stats.duplicates_sampled`).
-GX then checks two DataFrames: one row of corpus statistics and one row per file.
+Lines are the text's lines whatever the pieces: a line a piece does not end goes on in the next
+(the end of a document or file ends it), held while it is at most KEEP_LINE_CHARS long and past
+that measured as it streams (its length, a running crc32/adler32 of its stripped text, its first
+control character and tag), never held whole. GX then checks two DataFrames: one row of corpus
+statistics and one row per file.
 
 Writes reports/validation/corpus/corpus.json (success; per check the observed value, threshold and
 result; corpus stats) and GX Data Docs in reports/validation/corpus/docs/ (open index.html). On
@@ -64,6 +68,10 @@ SUITE = expectations.Suite("corpus", "corpus validation", CorpusValidationError)
 
 
 DUPLICATES_EXACT_BYTES = 256 * 10**6  # past this much text, duplicates are estimated over a hash sample
+KEEP_LINE_CHARS = 1 << 16  # a line a piece does not end is held up to this long, then measured as it streams
+HEAD_CHARS = 64  # of a streamed line, kept for examples
+OVERLAP_CHARS = 1024  # of a streamed line, searched again with its next part: a tag cut between them is found
+SNIPPET_CHARS = 61  # quoted from where a check first fails in a streamed line (clip's 60 and one)
 EXAMPLE_TEXTS = 10_000  # repeated lines whose text is kept for the "most repeated" example
 CODE_POINTS = 0x110000
 
@@ -115,6 +123,21 @@ class Duplicates:
         self.repeated += repeated
         self.total += total
 
+    def add_key(self, crc: int, adler: int, length: int, text: str) -> None:
+        """Count one stripped line known by the crc32 and adler32 of its bytes and its length in
+        characters (a line measured as it streamed, never held whole: LongLine); `text` begins it."""
+        if not length or (self.every > 1 and crc % self.every):
+            return
+        self.total += length
+        key = crc | (adler << 32)
+        if key in self.seen:
+            self.repeated += length
+            self.repeats[key] = self.repeats.get(key, 1) + 1
+            if len(self.texts) < EXAMPLE_TEXTS:
+                self.texts.setdefault(key, text)
+        else:
+            self.seen.add(key)
+
     def fraction(self) -> float:
         return round(self.repeated / self.total, 6) if self.total else 0.0
 
@@ -125,8 +148,73 @@ class Duplicates:
         return f"most repeated: {clip(self.texts.get(key, '(text not kept)'), 50)} ×{self.repeats[key]:,}"
 
 
+class LongLine:
+    """A line longer than KEEP_LINE_CHARS, measured part by part as it streams and never held whole:
+    its length; the crc32, adler32 and length of its stripped text, running over the parts (the
+    whitespace after the last non-blank character is hashed into a second running state, which
+    becomes the line's only if more text follows); the column and text of its first control
+    character and first tag (each part is searched behind the last OVERLAP_CHARS characters of the
+    one before, so a tag cut between two parts is found); its first characters, for examples."""
+
+    def __init__(self, scan: "Scan", where: str):
+        self.control, self.markup, self.where = scan.control, scan.markup, where
+        self.chars = 0
+        self.head = self.stripped_head = ""  # the first HEAD_CHARS characters, of the line and of it stripped
+        self.tail = ""  # the last OVERLAP_CHARS characters
+        self.started = False  # past the leading whitespace
+        self.running = self.kept = (0, 1, 0)  # crc32, adler32, characters: with and without trailing whitespace
+        self.found: dict[str, list] = {}  # check -> [column, SNIPPET_CHARS characters from 20 before it]
+
+    def add(self, part: str) -> None:
+        if len(self.head) < HEAD_CHARS:
+            self.head += part[:HEAD_CHARS - len(self.head)]
+        for found in self.found.values():
+            if len(found[1]) < SNIPPET_CHARS:
+                found[1] += part[:SNIPPET_CHARS - len(found[1])]
+        window = self.tail + part
+        self._search(window, self.chars - len(self.tail), final=False)
+        self.chars += len(part)
+        self.tail = window[-OVERLAP_CHARS:]
+        self._hash(part)
+
+    def _search(self, window: str, before: int, final: bool) -> None:
+        for check, regex in (("control", self.control), ("markup", self.markup)):
+            if check in self.found or not (match := regex.search(window)):
+                continue
+            # a tag reaching the window's end may go on in the next part: it is searched again there
+            if final or check == "control" or match.end() < len(window):
+                at = match.start()
+                self.found[check] = [before + at + 1, window[max(0, at - 20):][:SNIPPET_CHARS]]
+
+    def _hash(self, part: str) -> None:
+        if not self.started:
+            part = part.lstrip()
+            if not part:
+                return
+            self.started = True
+        if len(self.stripped_head) < HEAD_CHARS:
+            self.stripped_head += part[:HEAD_CHARS - len(self.stripped_head)]
+        body = part.rstrip()
+        crc, adler, length = self.running
+        if body:
+            data = body.encode("utf-8", "surrogatepass")
+            crc, adler, length = zlib.crc32(data, crc), zlib.adler32(data, adler), length + len(body)
+            self.kept = (crc, adler, length)
+        if len(body) < len(part):
+            data = part[len(body):].encode("utf-8", "surrogatepass")
+            crc, adler, length = zlib.crc32(data, crc), zlib.adler32(data, adler), length + len(part) - len(body)
+        self.running = (crc, adler, length)
+
+    def finish(self) -> None:
+        """The line has ended: a tag reaching its end counts."""
+        self._search(self.tail, self.chars - len(self.tail), final=True)
+
+
 class Scan:
-    """Every statistic of the suite, accumulated piece by piece, with the first place each check fails."""
+    """Every statistic of the suite, accumulated piece by piece, with the first place each check
+    fails. Lines are real lines whatever the pieces: a line a piece does not end waits for the next
+    (held while it is at most KEEP_LINE_CHARS long, past that measured as it streams: LongLine); the
+    end of a document ends a line."""
 
     def __init__(self, p: ValidateParams, duplicates_every: int):
         self.p = p
@@ -140,6 +228,11 @@ class Scan:
         self.control = re.compile(CONTROL)
         self.markup = re.compile(MARKUP)
         self.progress = None  # progress(text bytes scanned so far), after every piece
+        self.line = 0  # lines ended so far in the document at hand
+        self.pending: list[str] = []  # the parts of a line not ended yet, up to KEEP_LINE_CHARS
+        self.pending_chars = 0
+        self.long_line: LongLine | None = None  # a line not ended yet, past KEEP_LINE_CHARS
+        self.first_lines: list[str] = []  # the first 5, clipped: the mean_line_length example
 
     def example(self, check: str, text: str) -> None:
         self.examples.setdefault(check, text)
@@ -167,27 +260,90 @@ class Scan:
                                            f"{block[at:at + 8]!r} in {file.name}")
             newlines[0] += block.count(b"\n")
 
-        line_in_document = 0
         for text, ends in corpus_files.pieces(file, text_field, on_bad_utf8=bad_utf8, on_bytes=raw_bytes):
-            self.add_text(text, file, row, line_in_document)
-            line_in_document += text.count("\n")
+            self.add_text(text, ends, file, row)
             if ends:
                 row["documents"] += 1
-                line_in_document = 0
         self.files.append(row)
 
-    def add_text(self, text: str, file, row: dict, line_base: int) -> None:
-        if not text:
-            return
+    def add_text(self, text: str, ends: bool, file, row: dict) -> None:
+        """One piece (`ends`: the document ends with it): its characters, then its lines."""
+        if text:
+            self._add_characters(text, file, row)
+        start = 0
+        if self.long_line is not None or self.pending:  # a line goes on from earlier pieces
+            end = text.find("\n")
+            if end < 0 and not ends:  # and past this one
+                self._continue_line(text, file)
+                text = ""
+            elif self.long_line is not None:
+                self.long_line.add(text if end < 0 else text[:end])
+                self._end_long_line(file, row)
+                start = len(text) if end < 0 else end + 1
+            else:
+                text = "".join(self.pending) + text
+                self.pending, self.pending_chars = [], 0
+        cut = len(text) if ends else text.rfind("\n") + 1  # after the last line this piece ends
+        if cut > start:
+            self._add_lines(text[start:cut] if start or cut < len(text) else text, file, row)
+        if cut < len(text):
+            self._continue_line(text[cut:], file)
+        if ends:
+            self.line = 0
+        if self.progress:
+            self.progress(self.text_bytes)
+
+    def _add_characters(self, text: str, file, row: dict) -> None:
         codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         piece_counts = np.bincount(codes)  # up to the highest code point present
         self.counts[:len(piece_counts)] += piece_counts
         row["nul_characters"] += int(piece_counts[0])
         if piece_counts[0] and "not_binary" not in self.examples:
             at = text.index("\0")
-            self.example("not_binary", f"first at line {line_base + text.count(chr(10), 0, at) + 1}: "
+            self.example("not_binary", f"first at line {self.line + text.count(chr(10), 0, at) + 1}: "
                                        f"{clip(text[at:], 20)} in {file.name}")
         self.text_bytes += len(text.encode("utf-8", "surrogatepass"))
+
+    def _continue_line(self, part: str, file) -> None:
+        """`part` of a line that goes on in the next piece: held, or streamed once the line is long."""
+        if self.long_line is None:
+            self.pending.append(part)
+            self.pending_chars += len(part)
+            if self.pending_chars <= KEEP_LINE_CHARS:
+                return
+            part = "".join(self.pending)
+            self.pending, self.pending_chars = [], 0
+            self.long_line = LongLine(self, self._where(file, self.line)(0))
+        self.long_line.add(part)
+
+    def _end_long_line(self, file, row: dict) -> None:
+        line, self.long_line = self.long_line, None
+        line.finish()
+        self.lines += 1
+        row["lines"] += 1
+        self.line += 1
+        self.line_chars += line.chars
+        self.longest = max(self.longest, line.chars)
+        if line.chars > self.p.max_line_length:
+            self.long_lines += 1
+            self.example("line_length", f"first: {line.where}, {line.chars:,} characters: "
+                                        f"{clip(line.head, 40)} in {file.name}")
+        self.control_lines += "control" in line.found
+        self.markup_lines += "markup" in line.found
+        for check, (column, snippet) in line.found.items():
+            self.example(check, f"first at {line.where}, column {column}: {clip(snippet)} in {file.name}")
+        crc, adler, length = line.kept
+        self.duplicates.add_key(crc, adler, length, line.stripped_head[:length])
+        self._first_lines([line.head])
+
+    def _first_lines(self, lines: list[str]) -> None:
+        if len(self.first_lines) < 5:
+            self.first_lines += map(clip, lines[:5 - len(self.first_lines)])
+            self.examples["mean_line_length"] = "first lines: " + ", ".join(self.first_lines)
+
+    def _add_lines(self, text: str, file, row: dict) -> None:
+        """The lines of `text`, which ends where a line ends (a newline, or the document's end)."""
+        line_base = self.line
         lines = text.removesuffix("\n").split("\n")
         where = self._where(file, line_base)
         lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
@@ -205,10 +361,8 @@ class Scan:
             self.control_lines += self._matching_lines(self.control, text, lines, "control", where, file.name)
         self.markup_lines += self._matching_lines(self.markup, text, lines, "markup", where, file.name)
         self.duplicates.add_lines(lines)
-        if "mean_line_length" not in self.examples:
-            self.example("mean_line_length", "first lines: " + ", ".join(map(clip, lines[:5])))
-        if self.progress:
-            self.progress(self.text_bytes)
+        self._first_lines(lines)
+        self.line += len(lines)
 
     @staticmethod
     def _where(file, line_base: int):
@@ -351,7 +505,7 @@ def build_suite(p: ValidateParams, result: Scan, stats: dict) -> list[Expectatio
 
 
 def check(p: ValidateParams, files: list, text_field: str, total_bytes: int, subject: str,
-          progress=None) -> list:
+          progress=None, digest: str | None = None) -> list:
     """Scan the corpus files, run the suite over what the scan found; writes
     reports/validation/corpus/ and raises CorpusValidationError if any expectation fails."""
     import pandas as pd
@@ -360,4 +514,4 @@ def check(p: ValidateParams, files: list, text_field: str, total_bytes: int, sub
     stats = result.stats()
     suite = build_suite(p, result, stats)
     frames = {"stats": pd.DataFrame([stats]), "files": pd.DataFrame(result.files)}
-    return expectations.validate(SUITE, frames, suite, subject=subject, extra={"corpus": subject, "stats": stats})
+    return expectations.validate(SUITE, frames, suite, subject=subject, extra={"corpus": subject, "corpus_sha256": digest, "stats": stats})

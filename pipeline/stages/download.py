@@ -4,8 +4,12 @@ documents of each file, the corpus digest, the source).
 
 `data.url` names one file (an http(s) URL, a `file:///absolute/path` URL or a plain path, relative
 to the project root), a local directory (every file of a known format inside, recursively, in sorted
-order) or a glob (`corpus/**/*.jsonl.gz`). One file is stored as data/raw/<name>/<name><suffix>;
-several keep their paths below the directory (or the glob's fixed part). With `data.sha256` set, a
+order) or a glob (`corpus/**/*.jsonl.gz`; every match must be of a known format). One file is stored
+as data/raw/<name>/<name><suffix>; several keep their paths below the directory (or the glob's fixed
+part). A directory's files of no known format (a README, a LICENSE, an image) are not part of the
+corpus but are named: one log line gives their count and the first few, and the manifest lists them
+all under "skipped" (an empty list when there are none); hidden files and directories (names
+starting with a dot: .git/, .DS_Store) are skipped without a word. With `data.sha256` set, a
 corpus with any other digest fails the stage naming both; with it empty (a corpus of your own), the
 digest is computed, logged and recorded, and the validate stage is the gate. With FOLIO_DATA_MIRROR
 set (a directory or an http(s) base URL holding `<name>.txt`) the mirror is tried first for a
@@ -20,6 +24,7 @@ import glob
 import os
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 from folio.corpus import COMPRESSIONS, file_format
 from folio.download import DownloadError, fetch, local_path
@@ -31,6 +36,8 @@ from pipeline.params import Params
 
 MIRROR_ENV = "FOLIO_DATA_MIRROR"
 GLOB_CHARS = "*?["
+KNOWN_FORMATS = ".txt, .jsonl or .parquet, maybe .gz or .zst"
+NAMED_SKIPPED = 5  # files of no known format the log line names (the manifest lists all)
 
 
 def sources(name: str, url: str) -> list[str]:
@@ -57,8 +64,20 @@ def single_file_suffix(url: str, forced_format: str) -> str:
     return f".{kind[0]}{compression}"
 
 
-def local_files(url: str, forced_format: str) -> tuple[Path, list[Path]] | None:
-    """(base, files) when `url` names a local directory or glob; None for one file or an URL."""
+class Listing(NamedTuple):
+    base: Path
+    files: list[Path]
+    skipped: list[str] | None  # of a directory: its files of no known format, relative, sorted
+
+
+def some(paths: list[str]) -> str:
+    """The first NAMED_SKIPPED of `paths`, and how many more."""
+    more = len(paths) - NAMED_SKIPPED
+    return ", ".join(paths[:NAMED_SKIPPED]) + (f" and {more:,} more" if more > 0 else "")
+
+
+def local_files(url: str, forced_format: str) -> Listing | None:
+    """The files when `url` names a local directory or glob; None for one file or an URL."""
     path = local_path(url)
     if path is None:
         return None
@@ -72,17 +91,19 @@ def local_files(url: str, forced_format: str) -> tuple[Path, list[Path]] | None:
                              "(`**` matches any depth)")
         unknown = [p for p in found if file_format(p, forced_format) is None]
         if unknown:
-            raise StageError(f"data.url={url}: {unknown[0]} is of no known format (.txt, .jsonl, .parquet, "
-                             "maybe .gz or .zst); narrow the glob or set data.format")
-        return base, found
+            raise StageError(f"data.url={url}: {unknown[0]} is of no known format ({KNOWN_FORMATS}); "
+                             "narrow the glob or set data.format")
+        return Listing(base, found, None)
     if path.is_dir():
-        found = sorted(p for p in path.rglob("*") if p.is_file()
-                       and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                       and file_format(p, forced_format) is not None)
+        visible = sorted(p for p in path.rglob("*") if p.is_file()
+                         and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        found = [p for p in visible if file_format(p, forced_format) is not None]
+        skipped = [p.relative_to(path).as_posix() for p in visible if file_format(p, forced_format) is None]
         if not found:
-            raise StageError(f"data.url={url}: the directory holds no .txt, .jsonl or .parquet file "
-                             "(maybe .gz or .zst); check the path or set data.format")
-        return path, found
+            held = f"; it holds {len(skipped):,} of other formats ({some(skipped)})" if skipped else ""
+            raise StageError(f"data.url={url}: the directory holds no .txt, .jsonl or .parquet file (maybe .gz "
+                             f"or .zst){held}; check the path or set data.format")
+        return Listing(path, found, skipped)
     return None
 
 
@@ -148,10 +169,16 @@ def main(params: Params) -> None:
     try:
         listing = local_files(data.url, data.format)
         if listing:
-            entries, source = gather_files(*listing, staging, data), data.url
+            if listing.skipped:
+                count = len(listing.skipped)
+                log(f"skipped {count:,} file{'s' * (count != 1)} of no known format ({KNOWN_FORMATS}) in "
+                    f"{listing.base}: {some(listing.skipped)}; all are listed in {artifacts.raw_record(data.name)}")
+            entries, source = gather_files(listing.base, listing.files, staging, data), data.url
         else:
             entries, source = fetch_one(staging, data)
         manifest = corpus.make_manifest(entries, source, bool(data.sha256))
+        if listing and listing.skipped is not None:
+            manifest["skipped"] = listing.skipped
         if data.sha256 and manifest["sha256"] != data.sha256:
             mismatch = DownloadError(f"sha256 mismatch for {data.url}: expected {data.sha256}, got "
                                      f"{manifest['sha256']} (the manifest's digest over {len(entries):,} files)")
