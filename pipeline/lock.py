@@ -17,6 +17,18 @@ Inside one process a nested `hold` on the same file is a no-op (a second flock o
 descriptor would refuse its own process). Workers started by the holder (torchrun) get
 `child_env(holder)` in their environment — FOLIO_LOCK_HELD=<holder pid> — and pass through while
 that pid holds the lock.
+
+DDP ranks are covered too (`join_as_rank`, called by every torchrun worker before its stage runs):
+- A rank dies with its torchrun: a watchdog thread ends it within POLL seconds once its parent
+  is gone (torchrun starts its workers in sessions of their own, so killing the launcher's
+  process group, or Ctrl-C, never reaches them). The launcher's own torchrun follows the launcher
+  the same way (pipeline/launch.py), so killing `folio train` ends every process it started.
+- A rank holds a shared flock on `<lock>.ranks` (and adds a line naming itself there) until it
+  exits. A new holder, once it has the lock, must take that file exclusively: it waits up to
+  RANKS_WAIT seconds for the ranks of an earlier holder to die, else refuses naming their pids;
+  then it empties the file (never deletes it, as with the lock). A holder that is itself a
+  torchrun rank (a hand-launched torchrun) lets its own siblings pass.
+  On Windows (no shared locks) ranks still die with their torchrun, but are not covered.
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +53,9 @@ except ImportError:  # Windows
     import msvcrt
 
 HELD_ENV = "FOLIO_LOCK_HELD"  # set by the holder for its children: "my parent, <pid>, holds the lock"
+AGENT_ENV = "FOLIO_TORCHRUN_PID"  # set by the launcher's torchrun for its ranks: the pid they follow
+POLL = 0.2  # seconds between a watchdog's looks at its parent
+RANKS_WAIT = 5.0  # seconds a new holder waits for the ranks of an earlier one to die (they take < 1 s)
 
 # Windows locks are mandatory byte ranges: lock one byte far past the JSON so others can still read it.
 _WIN_LOCK_OFFSET = 1 << 30
@@ -96,6 +112,7 @@ def hold(lock_file: Path, command: str, log: Callable[[str], None] = print) -> I
             raise WorkspaceBusy(f"another folio command is running in this workspace: {holder.describe()}; "
                                 f"wait for it to finish, or stop it (kill {holder.pid})")
         try:
+            _check_ranks(lock_file)
             previous = _read_holder(fd)
             if previous is not None and previous.pid != os.getpid() and not _alive(previous.pid):
                 log(f"took over the workspace lock left by {previous.describe()}, which is no longer running")
@@ -111,6 +128,106 @@ def hold(lock_file: Path, command: str, log: Callable[[str], None] = print) -> I
             _unlock(fd)
     finally:
         os.close(fd)
+
+
+def ranks_file(lock_file: Path) -> Path:
+    """The file every DDP rank holds a shared flock on: `<lock>.ranks`, beside the lock."""
+    return Path(lock_file).with_name(Path(lock_file).name + ".ranks")
+
+
+def join_as_rank(lock_file: Path, command: str) -> None:
+    """In a torchrun worker (a no-op elsewhere): die with torchrun, and stay under the workspace
+    lock at `lock_file` until this process exits, however it exits (module docstring)."""
+    if "LOCAL_RANK" not in os.environ:
+        return
+    follow_parent(_agent(), f"{command} (rank {os.environ.get('RANK', '?')})")
+    if fcntl is None:  # Windows: no shared locks
+        return
+    path = ranks_file(lock_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Never closed: the OS drops the flock when this process ends. Blocks only for the instant a
+    # new holder holds it exclusively.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    record = {"pid": os.getpid(), "parent": _agent(), "command": command,
+              "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    os.write(fd, (json.dumps(record) + "\n").encode())  # one O_APPEND write: lines never interleave
+
+
+def follow_parent(parent: int, name: str) -> None:
+    """End this process (os._exit, as abrupt as SIGKILL) within POLL seconds of `parent` dying.
+    A daemon thread watches: the parent pid changes when the parent dies (Linux, macOS), and the
+    parent stops being alive (Windows, where the parent pid never changes)."""
+    def watch() -> None:
+        while os.getppid() == parent and _alive(parent):
+            time.sleep(POLL)
+        with contextlib.suppress(OSError):  # the terminal may have gone with the parent
+            os.write(2, f"error: {name}: its parent process (pid {parent}) is gone, so this one "
+                        f"(pid {os.getpid()}) stops; rerun the command to resume from the last checkpoint\n".encode())
+        os._exit(1)
+
+    threading.Thread(target=watch, name="folio-follow-parent", daemon=True).start()
+
+
+def _agent() -> int:
+    """The torchrun this worker follows: the launcher's (which says so) or its parent."""
+    return int(os.environ.get(AGENT_ENV) or os.getppid())
+
+
+def _check_ranks(lock_file: Path) -> None:
+    """Just after taking the lock: refuse while DDP ranks of an earlier holder still run (waiting
+    RANKS_WAIT seconds for dying ones). Their records are dropped once none runs."""
+    if fcntl is None:
+        return
+    path = ranks_file(lock_file)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + RANKS_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                running = _running_ranks(fd)
+                if "LOCAL_RANK" in os.environ:
+                    # A hand-launched torchrun's local rank 0 holds the lock while its siblings (and
+                    # itself) already hold shared flocks: only ranks of another torchrun count. Here
+                    # the records decide, so a stale one whose pid was reused could make it wait
+                    # and refuse; any holder outside torchrun empties them, so few ever go stale.
+                    running = [r for r in running if r["pid"] != os.getpid() and r["parent"] != _agent()]
+                    if not running:
+                        return
+                if time.monotonic() < deadline:
+                    time.sleep(POLL)
+                    continue
+                pids = sorted({r["pid"] for r in running})
+                if not pids:
+                    raise WorkspaceBusy("processes of an earlier folio command still hold "
+                                        f"{path}; wait for them to end, or find them with `lsof {path}`")
+                commands = ", ".join(sorted({f"`{r['command']}`" for r in running}))
+                raise WorkspaceBusy(f"DDP ranks of an earlier {commands} still run in this workspace "
+                                    f"(pid {', '.join(map(str, pids))}); wait for them to end, or stop them "
+                                    f"(kill {' '.join(map(str, pids))})")
+            os.ftruncate(fd, 0)  # every rank recorded there has ended
+            return  # closing the file releases the exclusive flock: this holder's ranks can join
+    finally:
+        os.close(fd)
+
+
+def _running_ranks(fd: int) -> list[dict]:
+    """The records in the ranks file whose process is still alive (unreadable lines are skipped)."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    running = []
+    for line in b"".join(chunks).decode(errors="replace").splitlines():
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            record = json.loads(line)
+            record = {"pid": int(record["pid"]), "parent": int(record["parent"]),
+                      "command": str(record["command"])}
+            if _alive(record["pid"]):
+                running.append(record)
+    return running
 
 
 def _try_lock(fd: int) -> bool:

@@ -1,7 +1,10 @@
 """pipeline/lock.py, with real separate processes: a second command is refused at once naming the
 holder (and does not wipe the holder's info), a SIGKILLed holder's lock is taken over with one log
 line, a normal exit leaves an empty file and a free lock, a nested `hold` in one process does not
-refuse itself, and FOLIO_LOCK_HELD lets the holder's children (only them) pass through."""
+refuse itself, and FOLIO_LOCK_HELD lets the holder's children (only them) pass through.
+DDP ranks (`join_as_rank`): a rank still running blocks a new holder with one line naming it,
+a new holder waits for a dying one, a rank dies within a second of its parent, and a
+hand-launched torchrun's holder lets its own siblings pass (not another torchrun's ranks)."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.lock import HELD_ENV, Holder, WorkspaceBusy, child_env, hold
+from pipeline.lock import AGENT_ENV, HELD_ENV, Holder, WorkspaceBusy, child_env, hold, ranks_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,13 +46,50 @@ with hold(Path(sys.argv[1]), sys.argv[2]):
     os._exit(0)
 """
 
-# Tries the lock once and prints what happened as JSON.
+# A DDP rank as `folio <stage>` makes one (pipeline.stages.run): joins, says "held <pid>", sleeps.
+RANK = """
+import os, sys, time
+from pathlib import Path
+os.environ.update(LOCAL_RANK="1", RANK="1")
+from pipeline.lock import join_as_rank
+join_as_rank(Path(sys.argv[1]), sys.argv[2])
+print("held", os.getpid(), flush=True)
+time.sleep(60)
+"""
+
+# Starts the rank given as argv[3], passes on its "held <pid>" line, then sleeps: its parent.
+PARENT = """
+import subprocess, sys, time
+rank = subprocess.Popen([sys.executable, "-c", sys.argv[3], sys.argv[1], sys.argv[2]], stdout=subprocess.PIPE, text=True)
+print(rank.stdout.readline(), end="", flush=True)
+time.sleep(60)
+"""
+
+# A hand-launched torchrun's agent: starts a local rank 1 (argv[3]) and, once it runs, a local
+# rank 0 that tries the lock (argv[4], TRY); prints the TRY's JSON and stops the rank.
+AGENT = """
+import os, subprocess, sys
+rank = subprocess.Popen([sys.executable, "-c", sys.argv[3], sys.argv[1], sys.argv[2]], stdout=subprocess.PIPE, text=True)
+rank.stdout.readline()
+env = dict(os.environ, LOCAL_RANK="0", RANK="0")
+done = subprocess.run([sys.executable, "-c", sys.argv[4], sys.argv[1], sys.argv[2], "1"], env=env, capture_output=True, text=True)
+print(done.stdout + done.stderr, end="")
+rank.kill()
+rank.wait()
+"""
+
+# Tries the lock once and prints what happened as JSON. As in pipeline.stages.run, a torchrun
+# rank (LOCAL_RANK set) joins first; argv[3], if given, is lock.RANKS_WAIT.
 TRY = """
 import dataclasses, json, sys, time
 from pathlib import Path
-from pipeline.lock import WorkspaceBusy, hold
+from pipeline import lock
+from pipeline.lock import WorkspaceBusy, hold, join_as_rank
+if len(sys.argv) > 3:
+    lock.RANKS_WAIT = float(sys.argv[3])
 logs = []
 t0 = time.monotonic()
+join_as_rank(Path(sys.argv[1]), sys.argv[2])
 try:
     with hold(Path(sys.argv[1]), sys.argv[2], log=logs.append) as holder:
         result = {"ok": True, "holder": dataclasses.asdict(holder)}
@@ -62,7 +102,8 @@ print(json.dumps(result))
 
 def _env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.pop(HELD_ENV, None)
+    for name in (HELD_ENV, AGENT_ENV, "LOCAL_RANK", "RANK"):
+        env.pop(name, None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return {**env, **extra}
 
@@ -79,8 +120,8 @@ def start_holder():
     procs: list[subprocess.Popen] = []
     pids: list[int] = []
 
-    def start(lock: Path, command: str = "folio train", code: str = HOLDER) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-c", code, str(lock), command], env=_env(),
+    def start(lock: Path, command: str = "folio train", code: str = HOLDER, *args: str) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-c", code, str(lock), command, *args], env=_env(),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         procs.append(proc)
         word, _, pid = proc.stdout.readline().partition(" ")
@@ -101,9 +142,10 @@ def start_holder():
             proc.communicate()
 
 
-def try_hold(lock: Path, command: str = "folio train", **env: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", TRY, str(lock), command], env=_env(**env),
-                          capture_output=True, text=True, timeout=10)
+def try_hold(lock: Path, command: str = "folio train", wait: float | None = None, **env: str) -> dict:
+    args = [] if wait is None else [str(wait)]
+    done = subprocess.run([sys.executable, "-c", TRY, str(lock), command, *args], env=_env(**env),
+                          capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -230,3 +272,78 @@ def test_locked_file_without_holder_info_is_refused_as_unknown(tmp_path):
     finally:
         os.close(fd)
     assert not result["ok"] and "(holder unknown)" in result["error"]
+
+
+needs_flock = pytest.mark.skipif(sys.platform == "win32", reason="ranks are covered by shared flocks")
+
+
+@needs_flock
+def test_a_running_rank_of_an_earlier_holder_blocks_a_new_holder_in_one_line(tmp_path, start_holder):
+    lock = tmp_path / "lock"
+    start_holder(lock, "folio train", RANK)  # the rank of a launcher that is gone
+    rank = int(json.loads(ranks_file(lock).read_text())["pid"])
+
+    result = try_hold(lock, "folio evaluate", wait=1)
+
+    assert not result["ok"]
+    assert result["error"] == (f"DDP ranks of an earlier `folio train` still run in this workspace (pid {rank}); "
+                               f"wait for them to end, or stop them (kill {rank})")
+    assert 1 <= result["elapsed"] < 5  # it waited RANKS_WAIT for the rank to die, not more
+    assert lock.read_bytes() == b""  # nothing recorded for the refused command, and the lock is free again
+    assert json.loads(ranks_file(lock).read_text())["pid"] == rank  # the rank's record is kept
+
+
+@needs_flock
+def test_a_new_holder_waits_for_a_dying_rank(tmp_path, start_holder):
+    lock = tmp_path / "lock"
+    rank = start_holder(lock, "folio train", RANK)
+    trying = subprocess.Popen([sys.executable, "-c", TRY, str(lock), "folio train", "20"], env=_env(),
+                              stdout=subprocess.PIPE, text=True)
+    time.sleep(1)
+    os.kill(rank.pid, signal.SIGKILL)
+    out, _ = trying.communicate(timeout=30)
+    result = json.loads(out)
+    assert result["ok"] and 1 <= result["elapsed"] < 10
+    assert ranks_file(lock).read_bytes() == b""  # the dead rank's record is dropped
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_rank_dies_within_a_second_of_its_parent(tmp_path, start_holder):
+    lock = tmp_path / "lock"
+    parent = start_holder(lock, "folio train", PARENT, RANK)
+    rank = int(json.loads(ranks_file(lock).read_text())["pid"])
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    t0 = time.monotonic()
+    while _running(rank) and time.monotonic() - t0 < 5:
+        time.sleep(0.05)
+    assert not _running(rank) and time.monotonic() - t0 < 1.5
+    assert (f"error: folio train (rank 1): its parent process (pid {parent.pid}) is gone, so this one "
+            f"(pid {rank}) stops; rerun the command") in parent.stderr.read()  # the rank's stderr
+
+
+@needs_flock
+def test_a_hand_launched_holder_lets_its_siblings_pass_but_not_another_torchruns_ranks(tmp_path, start_holder):
+    lock = tmp_path / "lock"
+
+    def agent() -> dict:
+        done = subprocess.run([sys.executable, "-c", AGENT, str(lock), "folio train", RANK, TRY], env=_env(),
+                              capture_output=True, text=True, timeout=30)
+        return json.loads(done.stdout)
+
+    alone = agent()  # local rank 0 takes the lock while its sibling already holds its shared flock
+    assert alone["ok"] and alone["elapsed"] < 1
+    start_holder(lock, "folio train", RANK)  # a rank of another torchrun, still running
+    foreign = int(json.loads(ranks_file(lock).read_text().splitlines()[-1])["pid"])
+    blocked = agent()
+    assert not blocked["ok"] and blocked["error"].endswith(f"(pid {foreign}); wait for them to end, "
+                                                          f"or stop them (kill {foreign})")
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for init to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

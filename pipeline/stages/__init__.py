@@ -32,6 +32,7 @@ def run(name: str, params) -> None:
     from pipeline import artifacts, lock
     from pipeline.console import log
 
+    lock.join_as_rank(artifacts.LOCK_FILE, f"folio {name}")  # a torchrun rank: dies with it, covered by the lock
     main = importlib.import_module(f"pipeline.stages.{name}").main
     if int(os.environ.get("LOCAL_RANK", "0")) > 0:
         return main(params)
