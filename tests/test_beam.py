@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from folio.beam import beam_search
-from folio.generate import GenerationConfig, complete, generate_ids
+from folio.generate import Decoder, GenerationConfig, complete, generate_ids
 from folio.model import GPT, GPTConfig
 from folio.tokenizers import CharTokenizer
 
@@ -28,6 +28,11 @@ def model():
         model.pos_emb.weight.normal_(0.0, 1.0)
         model.lm_head.weight = torch.nn.Parameter(torch.randn(3, 8))
     return model
+
+
+def _search(model, beams, max_new_tokens, length_penalty=1.0, is_finished=None, use_cache=True):
+    """Beam search continuing PROMPT, over the decoder complete() would build."""
+    return beam_search(Decoder(model, [PROMPT], use_cache), beams, max_new_tokens, length_penalty, is_finished)
 
 
 def _logprob(model, prompt, new_ids) -> float:
@@ -51,8 +56,8 @@ def test_wide_beam_ranks_like_brute_force(model, length_penalty):
         ((_logprob(model, PROMPT, ids) / len(ids) ** length_penalty, ids) for ids in _all_hypotheses()),
         reverse=True,
     )
-    found = beam_search(model, PROMPT, beams=3**STEPS, max_new_tokens=STEPS,
-                        length_penalty=length_penalty, is_finished=lambda ids: ids[-1] == FINISH)
+    found = _search(model, beams=3**STEPS, max_new_tokens=STEPS,
+                    length_penalty=length_penalty, is_finished=lambda ids: ids[-1] == FINISH)
     assert [h.token_ids for h in found] == [ids for _, ids in expected]
     for h, (score, ids) in zip(found, expected):
         assert h.score == pytest.approx(score, abs=1e-4)
@@ -60,21 +65,21 @@ def test_wide_beam_ranks_like_brute_force(model, length_penalty):
 
 
 def test_length_penalty_changes_which_hypothesis_wins(model):
-    best = {lp: beam_search(model, PROMPT, 27, STEPS, lp, lambda ids: ids[-1] == FINISH)[0].token_ids
+    best = {lp: _search(model, 27, STEPS, lp, lambda ids: ids[-1] == FINISH)[0].token_ids
             for lp in (0.0, 1.0)}
     assert best == {0.0: [FINISH], 1.0: [0, 0, 0]}  # total log-probability favours the short one
 
 
 def test_one_beam_is_greedy(model):
-    (h,) = beam_search(model, PROMPT, beams=1, max_new_tokens=12)
+    (h,) = _search(model, beams=1, max_new_tokens=12)
     greedy = [s[0] for s in generate_ids(model, [PROMPT], GenerationConfig(max_new_tokens=12, temperature=0))]
     assert h.token_ids == greedy
 
 
 def test_cache_and_recomputation_agree_past_block_size(model):
     # 2 + 14 tokens through a block of 8: the window restarts for every beam at once
-    cached = beam_search(model, PROMPT, beams=3, max_new_tokens=14, use_cache=True)
-    uncached = beam_search(model, PROMPT, beams=3, max_new_tokens=14, use_cache=False)
+    cached = _search(model, beams=3, max_new_tokens=14, use_cache=True)
+    uncached = _search(model, beams=3, max_new_tokens=14, use_cache=False)
     assert [h.token_ids for h in cached] == [h.token_ids for h in uncached]
     assert [h.score for h in cached] == pytest.approx([h.score for h in uncached], abs=1e-4)
 

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from folio.data import (ShardWriter, TokenSplit, WindowSampler, read_tokens, sequential_windows, split_text,
-                        token_dtype, write_tokens)
+from folio.data import ShardWriter, TokenSplit, WindowSampler, sequential_windows, split_text, token_dtype
 
 
 def test_split_keeps_the_tail_as_val():
@@ -16,22 +15,30 @@ def test_split_keeps_the_tail_as_val():
     assert train == "abcdefghij" * 9 and val == "abcdefghij"
 
 
+def _round_trip(tmp_path, ids, dtype):
+    """Write `ids` as one shard, then read them back: (the shard's path, the ids read)."""
+    writer = ShardWriter(tmp_path, "x", dtype, shard_tokens=1000)
+    writer.write(ids)
+    (shard,) = writer.close()
+    path = tmp_path / shard["file"]
+    return path, TokenSplit.open([path], dtype).head(len(ids)).tolist()
+
+
 def test_token_file_round_trip_is_uint16(tmp_path):
-    ids = np.array([0, 1, 65535, 42])
-    write_tokens(tmp_path / "x.bin", ids)
-    assert (tmp_path / "x.bin").stat().st_size == 2 * len(ids)
-    assert read_tokens(tmp_path / "x.bin").tolist() == ids.tolist()
+    ids = [0, 1, 65535, 42]
+    path, read = _round_trip(tmp_path, np.array(ids), token_dtype(100))
+    assert path.stat().st_size == 2 * len(ids) and read == ids
 
 
 def test_large_vocabularies_use_uint32(tmp_path):
     assert token_dtype(65_536) == np.uint16 and token_dtype(100_277) == np.uint32
-    write_tokens(tmp_path / "x.bin", [100_000, 3], token_dtype(100_277))
-    assert read_tokens(tmp_path / "x.bin", "uint32").tolist() == [100_000, 3]
+    path, read = _round_trip(tmp_path, [100_000, 3], token_dtype(100_277))
+    assert path.stat().st_size == 8 and read == [100_000, 3]
 
 
 def test_ids_that_do_not_fit_are_refused(tmp_path):
     with pytest.raises(ValueError, match="uint16"):
-        write_tokens(tmp_path / "x.bin", np.array([70000]))
+        ShardWriter(tmp_path, "x", np.uint16, shard_tokens=10).write(np.array([70000]))
 
 
 def test_batches_are_shifted_windows():

@@ -11,7 +11,6 @@ from folio.generate import (
     complete,
     generate_ids,
     generate_text,
-    generate_tokens,
     penalize_repetition,
     sample,
     top_k_filter,
@@ -174,19 +173,19 @@ def test_repetition_penalty_changes_greedy_output(model):
 
 
 def test_seeded_generation_is_reproducible_and_outgrows_block_size(tiny_model):
-    a = list(generate_tokens(tiny_model, [1, 2], 20, temperature=1.0, seed=3))
-    b = list(generate_tokens(tiny_model, [1, 2], 20, temperature=1.0, seed=3))
+    a = _run(tiny_model, [[1, 2]], True, max_new_tokens=20, temperature=1.0, seed=3)
+    b = _run(tiny_model, [[1, 2]], True, max_new_tokens=20, temperature=1.0, seed=3)
     assert a == b and len(a) == 20  # 22 tokens from a 4-token context: the window restarts
 
 
 def test_unseeded_generation_differs_between_calls(tiny_model):
-    runs = {tuple(generate_tokens(tiny_model, [1], 30, temperature=1.0)) for _ in range(3)}
+    runs = {str(_run(tiny_model, [[1]], True, max_new_tokens=30, temperature=1.0)) for _ in range(3)}
     assert len(runs) > 1
 
 
 def test_empty_prompt_is_refused(tiny_model):
     with pytest.raises(ValueError, match="at least one token"):
-        next(generate_tokens(tiny_model, [], 3))
+        _run(tiny_model, [[]], True, max_new_tokens=3)
 
 
 # ---------------------------------------------------------------- text

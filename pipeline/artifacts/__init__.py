@@ -63,11 +63,6 @@ def raw_dir(name: str) -> Path:
     return RAW_DIR / name
 
 
-def raw_corpus(name: str, suffix: str = ".txt") -> Path:
-    """Where a single-file corpus lives: data/raw/<name>/<name><suffix>."""
-    return raw_dir(name) / f"{name}{suffix}"
-
-
 def raw_record(name: str) -> Path:
     """data/raw/<name>.json: the corpus manifest (each file's path, bytes, sha256, documents; the
     digest over them; the source)."""

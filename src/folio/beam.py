@@ -5,18 +5,28 @@ score is the total log-probability (which favours short hypotheses, since every 
 with 1 the mean log-probability per token, and above 1 longer hypotheses are favoured further.
 Lengths differ only when hypotheses finish early (a stop string); otherwise every hypothesis has
 max_new_tokens tokens and the penalty does not change the ranking.
+
+The search runs over a decoder of one prompt (folio.generate's `Decoder`), which the caller
+builds: folio.generate imports this module, never the other way round.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import torch
 
-from folio.generate import Completion, Decoder, GenerationConfig
-from folio.model import GPT
-from folio.textstream import TextStream
+
+class Decoding(Protocol):
+    """What beam search needs of a decoder (folio.generate.Decoder): next-token logits of every
+    live row, rows kept or repeated in a new order, and one token appended to each row."""
+
+    def next_logits(self) -> torch.Tensor: ...  # (rows, V)
+
+    def reorder(self, rows: Sequence[int]) -> None: ...
+
+    def append(self, next_ids: Sequence[int]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -28,16 +38,13 @@ class Hypothesis:
 
 @torch.inference_mode()
 def beam_search(
-    model: GPT,
-    prompt_ids: Sequence[int],
+    decoder: Decoding,
     beams: int,
     max_new_tokens: int,
     length_penalty: float = 1.0,
     is_finished: Callable[[list[int]], bool] | None = None,
-    use_cache: bool = True,
-    compile: bool = False,
 ) -> list[Hypothesis]:
-    """The `beams` best hypotheses by score, best first.
+    """The `beams` best hypotheses by score, best first, continuing the one prompt `decoder` holds.
 
     Each step extends every live beam by every token and scans the 2 * beams likeliest
     extensions: those that finish (`is_finished(new_ids)`) are set aside, the first `beams` that
@@ -45,8 +52,6 @@ def beam_search(
     ranked by score. There is no early stop: with a length penalty a longer hypothesis can still
     overtake, so the search always runs its max_new_tokens steps (or until no beam is live).
     """
-    model.eval()
-    decoder = Decoder(model, [prompt_ids], use_cache, compile)
     live, finished = [Hypothesis([], 0.0, 0.0)], []
     for step in range(max_new_tokens):
         logprobs = decoder.next_logits().float().log_softmax(dim=-1)  # (live, V)
@@ -70,27 +75,3 @@ def beam_search(
         decoder.reorder(parents)
         decoder.append([h.token_ids[-1] for h in live])
     return sorted(finished + live, key=lambda h: h.score, reverse=True)[:beams]
-
-
-def beam_complete(model: GPT, tokenizer, prompt: str, config: GenerationConfig,
-                  use_cache: bool = True) -> list[Completion]:
-    """The config.num_samples best beam-search completions of `prompt`; a hypothesis finishes
-    when its text holds one of config.stop."""
-
-    stop = [s for s in config.stop if s]
-    # A hypothesis is checked at every step, so only a stop string completed by its last token
-    # is new: decoding a tail long enough to hold the longest one (4 bytes a character) will do.
-    tail = 4 * max(map(len, stop), default=0) + 4
-    is_finished = (lambda ids: any(s in tokenizer.decode(ids[-tail:]) for s in stop)) if stop else None
-    hypotheses = beam_search(model, tokenizer.encode(prompt), config.beams, config.max_new_tokens,
-                             config.length_penalty, is_finished, use_cache, config.compile)
-    completions = []
-    for h in hypotheses[: config.num_samples]:
-        row = TextStream(tokenizer, stop)
-        for token in h.token_ids:
-            if not row.stopped:
-                row.push(token)
-        row.finish()
-        completions.append(Completion(prompt, row.text, h.token_ids,
-                                      "stop" if row.stopped else "length", h.score))
-    return completions

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from folio.errors import FolioError
-from folio.fileio import atomic_path, fsync_path
+from folio.fileio import fsync_path
 from folio.seeds import derive_seed
 
 
@@ -44,18 +44,6 @@ def token_dtype(vocab_size: int) -> np.dtype:
 def _check_fits(ids: np.ndarray, dtype: np.dtype) -> None:
     if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(dtype).max):
         raise ValueError(f"token ids must fit in {dtype.name}")
-
-
-def write_tokens(path: str | Path, ids, dtype: np.dtype | str = np.uint16) -> None:
-    ids, dtype = np.asarray(ids), np.dtype(dtype)
-    _check_fits(ids, dtype)
-    with atomic_path(path) as tmp:
-        ids.astype(dtype).tofile(tmp)
-
-
-def read_tokens(path: str | Path, dtype: np.dtype | str = np.uint16) -> torch.Tensor:
-    """A whole token file as an int64 tensor (for small files; `TokenSplit` maps large ones)."""
-    return torch.from_numpy(np.fromfile(path, dtype=np.dtype(dtype)).astype(np.int64))
 
 
 class ShardWriter:

@@ -21,6 +21,7 @@ from typing import Iterator, Sequence
 
 import torch
 
+from folio.beam import beam_search
 from folio.model import GPT, KVCache
 from folio.textstream import TextStream
 
@@ -236,23 +237,6 @@ def generate_ids(
         yield ids
 
 
-def generate_tokens(
-    model: GPT,
-    prompt_ids: list[int],
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    seed: int | None = None,
-    use_cache: bool = True,
-    **options,
-) -> Iterator[int]:
-    """Yield the new token ids of one prompt one at a time (`options`: other GenerationConfig fields)."""
-    config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                              seed=seed, **options)
-    for ids in generate_ids(model, [prompt_ids], config, use_cache):
-        yield ids[0]
-
-
 # ---------------------------------------------------------------- text
 
 
@@ -294,8 +278,6 @@ def complete(model: GPT, tokenizer, prompts: Sequence[str], config: GenerationCo
     """`config.num_samples` completions of each prompt (prompt-major order), all sampled in one
     batch, or the best hypotheses of a beam search when config.beams > 1."""
     if config.beams > 1:
-        from folio.beam import beam_complete
-
         return [c for p in prompts for c in beam_complete(model, tokenizer, p, config, use_cache)]
     batch = [p for p in prompts for _ in range(config.num_samples)]
     rows = [TextStream(tokenizer, config.stop) for _ in batch]
@@ -303,6 +285,31 @@ def complete(model: GPT, tokenizer, prompts: Sequence[str], config: GenerationCo
         pass
     return [Completion(p, row.text, row.token_ids, "stop" if row.stopped else "length")
             for p, row in zip(batch, rows)]
+
+
+@torch.inference_mode()
+def beam_complete(model: GPT, tokenizer, prompt: str, config: GenerationConfig,
+                  use_cache: bool = True) -> list[Completion]:
+    """The config.num_samples best beam-search completions of `prompt` (`folio.beam`); a
+    hypothesis finishes when its text holds one of config.stop."""
+    model.eval()
+    stop = [s for s in config.stop if s]
+    # A hypothesis is checked at every step, so only a stop string completed by its last token
+    # is new: decoding a tail long enough to hold the longest one (4 bytes a character) will do.
+    tail = 4 * max(map(len, stop), default=0) + 4
+    is_finished = (lambda ids: any(s in tokenizer.decode(ids[-tail:]) for s in stop)) if stop else None
+    decoder = Decoder(model, [tokenizer.encode(prompt)], use_cache, config.compile)
+    hypotheses = beam_search(decoder, config.beams, config.max_new_tokens, config.length_penalty, is_finished)
+    completions = []
+    for h in hypotheses[: config.num_samples]:
+        row = TextStream(tokenizer, stop)
+        for token in h.token_ids:
+            if not row.stopped:
+                row.push(token)
+        row.finish()
+        completions.append(Completion(prompt, row.text, h.token_ids,
+                                      "stop" if row.stopped else "length", h.score))
+    return completions
 
 
 def generate_text(model: GPT, tokenizer, prompt: str, max_new_tokens: int, **options) -> str:
