@@ -38,11 +38,33 @@ def test_vocabulary_mismatch_is_refused(tmp_path):
 
 
 def test_missing_checkpoint_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+    """A FolioError (so the CLI prints it as one line), and a FileNotFoundError for callers that
+    catch that."""
+    from folio.errors import FolioError, MissingFile
+
+    with pytest.raises(MissingFile, match="no checkpoint at") as caught:
         checkpoint.load(tmp_path / "nope.pt")
+    assert isinstance(caught.value, FolioError) and isinstance(caught.value, FileNotFoundError)
 
 
 def test_load_refuses_pickled_code(tmp_path):
     torch.save({"obj": object()}, tmp_path / "evil.pt")
     with pytest.raises(Exception, match="[Ww]eights only"):
         checkpoint.load(tmp_path / "evil.pt")
+
+
+def test_the_weights_digest_names_the_weights_alone():
+    """Same weights, same digest (whatever the optimizer state, step or wrapper prefix); any
+    changed weight, another digest: metrics and registered versions are tied to weights by it."""
+    import torch
+
+    from folio.checkpoint import weights_digest
+
+    weights = {"wte.weight": torch.arange(6, dtype=torch.float32).reshape(2, 3), "ln.bias": torch.zeros(3)}
+    digest = weights_digest({"model": weights, "step": 1})
+    assert digest == weights_digest({"model": {f"_orig_mod.{k}": v for k, v in weights.items()}, "step": 9,
+                                     "optimizers": [{"state": {}}]})
+    changed = {**weights, "ln.bias": torch.tensor([0.0, 0.0, 1e-7])}
+    assert weights_digest({"model": changed}) != digest
+    assert weights_digest({"model": {k: v.to(torch.bfloat16) for k, v in weights.items()}}) != digest
+    assert len(digest) == 16 and int(digest, 16) >= 0

@@ -1,5 +1,6 @@
 """The model registry against a real sqlite MLflow store (the project's default), with a tiny GPT
-built here: the pyfunc model logged as code loads and generates with its signature's params, the
+built here: the pyfunc model logged as code loads and generates with its signature's params
+(every sampling setting of sample.*, its default; stop strings and repetition penalty honoured), the
 alias moves only to a better version (or forced), `--best` and rollback, every move recorded as
 version tags, `folio promote`/`folio runs`/`folio generate --model` from the CLI, the model card,
 and clear errors: a version that does not exist, a model with no versions, a model whose
@@ -100,7 +101,7 @@ def test_logged_model_is_code_with_slim_artifacts_and_generates(logged):
     assert "optimizer" not in checkpoint.load(model_dir / "artifacts" / "model.pt")
     model = tracking.mlflow().pyfunc.load_model(f"models:/{name}/1")
     params = {p.name for p in model.metadata.signature.params}
-    assert params == {"max_new_tokens", "temperature", "top_k", "top_p", "seed"}
+    assert params == {"max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "stop", "seed"}
     first = model.predict(["ROMEO:", "JULIET:"], params={"max_new_tokens": 12, "seed": 3})
     assert [t[:6] for t in first] == ["ROMEO:", "JULIET"] and all(len(t) > 7 for t in first)
     assert model.predict(["ROMEO:", "JULIET:"], params={"max_new_tokens": 12, "seed": 3}) == first
@@ -110,8 +111,51 @@ def test_logged_model_is_code_with_slim_artifacts_and_generates(logged):
     assert isinstance(gpt, GPT) and tokenizer.kind == "char"
 
 
+def test_the_signature_offers_every_sampling_param_with_its_sample_value_as_default():
+    sample = SampleParams(prompts=["x"], max_new_tokens=9, temperature=0.5, top_k=7, top_p=0.9,
+                          repetition_penalty=1.3, stop=["\n", "END"], seed=4)
+    defaults = {p.name: p.default for p in registry.signature(sample).params}
+    assert set(SampleParams.model_fields) - {"prompts", "attention_prompt"} == set(defaults)
+    assert defaults == {"max_new_tokens": 9, "temperature": 0.5, "top_k": 7, "top_p": 0.9,
+                        "repetition_penalty": 1.3, "stop": ["\n", "END"], "seed": None}  # seed: fresh per call
+
+
+def _first_line(text: str, prompt: str = "ROMEO:") -> str:
+    """The prompt and its continuation up to (not including) the continuation's first newline."""
+    assert "\n" in text[len(prompt):], "the continuation should hold a newline within max_new_tokens"
+    return text[:text.index("\n", len(prompt))]
+
+
+def test_the_loaded_model_honours_stop_strings_and_the_repetition_penalty(logged):
+    model = tracking.mlflow().pyfunc.load_model(logged[0][0])
+    seeded = {"max_new_tokens": 60, "seed": 0}
+    free = model.predict(["ROMEO:"], params=seeded)[0]
+    stopped = model.predict(["ROMEO:"], params={**seeded, "stop": ["\n"]})[0]
+    assert stopped == _first_line(free) and len(stopped) > len("ROMEO:")  # the same draws, cut before the stop
+    penalized = model.predict(["ROMEO:"], params={**seeded, "repetition_penalty": 5.0})
+    assert penalized[0] != free
+    assert model.predict(["ROMEO:"], params={**seeded, "repetition_penalty": 5.0}) == penalized
+
+
+def test_a_model_logged_with_sample_settings_applies_them_by_default(model_files, tmp_path):
+    """sample.stop and sample.repetition_penalty become the signature's defaults, and predict uses them."""
+    def saved(path, **settings):
+        tracking.mlflow().pyfunc.save_model(
+            path, python_model=str(registry.PYFUNC_FILE), pip_requirements=registry.requirements(),
+            artifacts={"checkpoint": str(model_files[0]), "tokenizer": str(model_files[1])},
+            signature=registry.signature(SAMPLE.model_copy(update={"max_new_tokens": 60, **settings})))
+        return tracking.mlflow().pyfunc.load_model(path)
+
+    plain, tuned = saved(tmp_path / "plain"), saved(tmp_path / "tuned", stop=["\n"], repetition_penalty=5.0)
+    penalized = plain.predict(["ROMEO:"], params={"seed": 0, "repetition_penalty": 5.0})[0]
+    assert tuned.predict(["ROMEO:"], params={"seed": 0}) == [_first_line(penalized)]
+    assert tuned.predict(["ROMEO:"], params={"seed": 0, "repetition_penalty": 1.0}) == \
+        [_first_line(plain.predict(["ROMEO:"], params={"seed": 0})[0])]
+    assert tuned.predict(["ROMEO:"], params={"seed": 0, "stop": []}) == [penalized]
+
+
 def test_slim_checkpoint_keeps_the_weights_and_drops_the_optimizer(model_files, tmp_path):
-    registry.write_slim_checkpoint(model_files[0], tmp_path / "slim.pt")
+    checkpoint.save(tmp_path / "slim.pt", registry.slim(checkpoint.load(model_files[0])))
     slim, full = checkpoint.load(tmp_path / "slim.pt"), checkpoint.load(model_files[0])
     assert "optimizer" not in slim and set(slim) <= set(registry.SLIM_KEYS)
     assert all(torch.equal(slim["model"][k], full["model"][k]) for k in full["model"])
@@ -133,6 +177,28 @@ def test_alias_moves_only_to_a_better_version_unless_forced(logged):
     better = registry.promote(name, 3, "champion", "bits_per_byte")
     assert better.delta == pytest.approx(-1.0) and registry.holder(name, "champion") == 3
     assert registry.promote(name, 3, "champion", "bits_per_byte").reason == "unchanged"
+
+
+def test_the_alias_history_is_recorded_with_the_move_not_before(logged, monkeypatch):
+    """A move that fails leaves the history as it was (a rollback would otherwise return to a
+    version that never held the alias); the next move records it."""
+    from mlflow import MlflowClient
+
+    name = _registered(logged, "folio-history")
+    registry.promote(name, 1, "champion", "bits_per_byte")
+    history = registry.registered_model(name).tags["alias.champion.history"]
+
+    def refused(*args, **kwargs):
+        raise ConnectionError("the server went away")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(MlflowClient, "set_registered_model_alias", refused)
+        with pytest.raises(ConnectionError):
+            registry.promote(name, 3, "champion", "bits_per_byte")
+    assert registry.registered_model(name).tags["alias.champion.history"] == history == "1"
+    assert registry.holder(name, "champion") == 1 and "alias.champion.promoted_at" not in _tags(name, 3)
+    registry.promote(name, 3, "champion", "bits_per_byte")
+    assert registry.registered_model(name).tags["alias.champion.history"] == "1,3"
 
 
 def test_rollback_walks_back_through_the_holders(logged):
@@ -244,7 +310,7 @@ def test_model_card_renders_every_section():
         tokenizer={"kind": "char", "vocab_size": 65, "bytes_per_token": 1.0},
         params={"model.n_layer": "1", "train.max_iters": "30"},
         metrics={"loss": 1.5, "bits_per_byte": 2.25, "perplexity": 4.48, "tokens": 1000},
-        checkpoint_step=30, evals=[[s, 2.0, 2.1] for s in range(0, 200, 10)],
+        checkpoint={"step": 30, "weights_digest": "0123456789abcdef"}, evals=[[s, 2.0, 2.1] for s in range(0, 200, 10)],
         samples="# Samples\n\n## Prompt 1: 'ROMEO:'\n\n```text\nROMEO:\n# not a heading\n```\n",
         lineage={"git commit": "1234abcd"},
     )

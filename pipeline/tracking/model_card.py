@@ -24,7 +24,7 @@ class CardFacts:
     tokenizer: dict  # kind, vocab_size, bytes_per_token
     params: dict  # flat model.* and train.* params
     metrics: dict  # the val section of reports/metrics.json
-    checkpoint_step: int
+    checkpoint: dict  # reports/metrics.json's checkpoint: step, weights_digest, run_id
     evals: list  # [step, train_loss, val_loss] rows
     samples: str  # reports/samples.md
     lineage: dict  # label -> value (git commit, DVC experiment, registered at)
@@ -108,21 +108,31 @@ def _how_to_load(f: CardFacts) -> str:
         "  -d '{\"inputs\": [\"ROMEO:\"], \"params\": {\"max_new_tokens\": 100, \"seed\": 1}}'",
         "```",
         "",
-        "Params: `max_new_tokens`, `temperature` (0 = greedy), `top_k`, `top_p`, `seed`. "
+        "Params: `max_new_tokens`, `temperature` (0 = greedy), `top_k`, `top_p`, "
+        "`repetition_penalty`, `stop`, `seed`. "
         "Loading needs folio installed (`pip install -e .` in its repository).",
     ])
 
 
+def _scored(metrics: dict) -> str:
+    """What the metrics were measured over: the whole val split, or evaluate.max_tokens of it."""
+    if metrics.get("subset"):
+        return (f"{metrics['tokens']:,} tokens of the validation split, in windows evenly spaced "
+                "over it: evaluate.max_tokens")
+    return "the whole validation split"
+
+
 def render(f: CardFacts) -> str:
-    metric_rows = [[METRIC_LABELS.get(k, k), _number(v)] for k, v in f.metrics.items()]
+    metric_rows = [[METRIC_LABELS.get(k, k), _number(v)] for k, v in f.metrics.items() if k != "subset"]
     param_rows = [[f"`{k}`", _number(v)] for k, v in sorted(f.params.items())]
     lineage_rows = [[k, f"`{v}`"] for k, v in f.lineage.items()]
     sections = [
         f"# {f.name} version {f.version}",
         f"A folio GPT trained by MLflow run `{f.run_name}` (`{f.run_id}`); best checkpoint at "
-        f"step {f.checkpoint_step:,}. Val bits per byte **{f.metrics['bits_per_byte']:.4f}**.",
+        f"step {f.checkpoint['step']:,} (weights digest `{f.checkpoint['weights_digest']}`). "
+        f"Val bits per byte **{f.metrics['bits_per_byte']:.4f}**.",
         _data_section(f),
-        "## Metrics (whole validation split)\n\n" + _table(["metric", "value"], metric_rows),
+        f"## Metrics ({_scored(f.metrics)})\n\n" + _table(["metric", "value"], metric_rows),
         "## Params\n\n" + _table(["param", "value"], param_rows),
         _training_section(f),
         "## Samples\n\n" + _demoted(f.samples),

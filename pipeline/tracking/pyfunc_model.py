@@ -8,8 +8,10 @@ library, never the rest of `pipeline`.
 Artifacts: `checkpoint` (weights-only: model, model_config, tokenizer info, step) and `tokenizer`
 (a folio tokenizer directory). Input: prompt strings — MLflow hands them over as a one-column
 DataFrame (the DataFrame type hint keeps MLflow on the logged signature instead of inferring one).
-Params, declared in the signature that pipeline/tracking/registry.py writes: max_new_tokens, temperature,
-top_k, top_p, seed. A param left at None uses folio.generate's default.
+Params, declared in the signature that pipeline/tracking/registry.py writes with sample.*'s values
+as defaults: max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop (a list of
+strings), seed. A param left at None uses folio.generate's default. The output is each prompt
+followed by its continuation, which ends before the first stop string.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-SAMPLING_PARAMS = ("temperature", "top_k", "top_p", "seed")
+SAMPLING_PARAMS = ("temperature", "top_k", "top_p", "repetition_penalty", "stop", "seed")
 FALLBACK_MAX_NEW_TOKENS = 200  # when predict is called without the signature's defaults
 
 
@@ -51,6 +53,8 @@ class FolioGPT(PythonModel):
         max_new_tokens = params.get("max_new_tokens")
         max_new_tokens = FALLBACK_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens
         sampling = {key: params[key] for key in SAMPLING_PARAMS if params.get(key) is not None}
+        if "stop" in sampling:
+            sampling["stop"] = tuple(str(s) for s in sampling["stop"])
         return [generate_text(self.model, self.tokenizer, prompt, int(max_new_tokens), **sampling)
                 for prompt in prompts_of(model_input)]
 

@@ -68,10 +68,9 @@ def _not_found(err: Exception) -> bool:
 
 # ---- logging and registering ---------------------------------------------------------------
 
-def write_slim_checkpoint(source: str | Path, target: str | Path) -> None:
+def slim(state: dict) -> dict:
     """The part of a training checkpoint a model needs: weights, config, tokenizer, step."""
-    state = checkpoint.load(source)
-    checkpoint.save(target, {key: state[key] for key in SLIM_KEYS if key in state})
+    return {key: state[key] for key in SLIM_KEYS if key in state}
 
 
 def signature(sample: SampleParams):
@@ -87,7 +86,9 @@ def signature(sample: SampleParams):
             ParamSpec("temperature", "double", float(sample.temperature)),
             ParamSpec("top_k", "long", sample.top_k),
             ParamSpec("top_p", "double", sample.top_p),  # None: no nucleus cut
-            ParamSpec("seed", "long", None),
+            ParamSpec("repetition_penalty", "double", float(sample.repetition_penalty)),
+            ParamSpec("stop", "string", list(sample.stop), shape=(-1,)),  # a list of strings
+            ParamSpec("seed", "long", None),  # None: a fresh seed every call
         ]),
     )
 
@@ -109,20 +110,64 @@ def _reopened(run_id: str) -> Iterator[None]:
             client().set_terminated(run_id, before.status, end_time=before.end_time)
 
 
-def log_model(run_id: str, checkpoint_path: Path, tokenizer_dir: Path, sample: SampleParams):
-    """Log the pyfunc model (as code) under the training run; returns MLflow's ModelInfo."""
+@dataclass(frozen=True)
+class LoggedModel:
+    model_uri: str  # models:/m-...
+    model_id: str
+
+
+DIGEST_TAG = "checkpoint.digest"  # on logged models and versions: folio.checkpoint.weights_digest
+
+
+def log_model(run_id: str, checkpoint_path: Path, tokenizer_dir: Path, sample: SampleParams) -> LoggedModel:
+    """Log the pyfunc model (as code) under the training run, tagged with its weights' digest. A
+    model of the same weights that this run logged already (a register cut short after logging)
+    is returned instead of logging a second one."""
     ml = store.mlflow()
+    state = checkpoint.load(checkpoint_path)
+    digest = checkpoint.weights_digest(state)
+    run = client().get_run(run_id)
+    for found in client().search_logged_models(
+            [run.info.experiment_id],
+            filter_string=f"tags.`{DIGEST_TAG}` = '{digest}' AND source_run_id = '{run_id}'"):
+        if str(found.status).endswith("READY"):
+            return LoggedModel(f"models:/{found.model_id}", found.model_id)
     with tempfile.TemporaryDirectory() as tmp, _reopened(run_id):
-        slim = Path(tmp) / "model.pt"
-        write_slim_checkpoint(checkpoint_path, slim)
-        return ml.pyfunc.log_model(
+        slim_file = Path(tmp) / "model.pt"
+        checkpoint.save(slim_file, slim(state))
+        info = ml.pyfunc.log_model(
             name=MODEL_ARTIFACT_NAME,
             python_model=str(PYFUNC_FILE),
-            artifacts={"checkpoint": str(slim), "tokenizer": str(tokenizer_dir)},
+            artifacts={"checkpoint": str(slim_file), "tokenizer": str(tokenizer_dir)},
             signature=signature(sample),
             input_example=([sample.prompts[0]], {"max_new_tokens": 8, "seed": 1}),
             pip_requirements=requirements(),
+            tags={DIGEST_TAG: digest},
         )
+    return LoggedModel(info.model_uri, info.model_id)
+
+
+def version_of_weights(name: str, digest: str):
+    """The version of `name` that holds the weights with this digest, or None (no such version, or
+    no such registered model yet)."""
+    try:
+        found = client().search_model_versions(f"name = '{name}' and tags.`{DIGEST_TAG}` = '{digest}'")
+    except Exception as err:
+        if _not_found(err):
+            return None
+        raise
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def model_id_of(model_version) -> str:
+    """The logged model behind a version (its source is models:/<model id>)."""
+    return model_version.model_id or model_version.source.removeprefix("models:/").split("/")[0]
+
+
+def set_version_tags(name: str, version: str, tags: dict[str, str]) -> None:
+    with access.refusals(f"tag version {version} of {name}", f"EDIT on the registered model {name}"):
+        for key, value in tags.items():
+            client().set_model_version_tag(name, version, key, value)
 
 
 def register(model_uri: str, name: str, tags: dict[str, str]):
@@ -212,10 +257,14 @@ def _save_history(name: str, alias: str, history: list[int]) -> None:
     client().set_registered_model_tag(name, _history_key(alias), value)
 
 
-def _move(name: str, move: Move) -> Move:
-    """Point the alias at the version and record the move on both versions."""
+def _move(name: str, move: Move, history: list[int]) -> Move:
+    """Point the alias at the version, then record the move: the alias's `history` (its holders,
+    the new one last) and tags on both versions. Recorded after the alias moved, so a move that
+    failed leaves no trace of having happened; a record cut short after it is mended by the next
+    move (a holder missing from the history is added then)."""
     c = client()
     c.set_registered_model_alias(name, move.alias, str(move.version))
+    _save_history(name, move.alias, history)
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     prefix = f"alias.{move.alias}."
     tags = {"promoted_at": now, "promoted_by": move.reason,
@@ -260,8 +309,8 @@ def promote(name: str, version: int | str, alias: str, metric: str, force: bool 
     history = _history(name, alias)
     if current is not None and (not history or history[-1] != current):
         history.append(current)  # the alias was set outside folio: remember its holder
-    _save_history(name, alias, history + [int(new.version)])
-    return _move(name, Move(alias, int(new.version), current, reason, metric, delta))
+    return _move(name, Move(alias, int(new.version), current, reason, metric, delta),
+                 history + [int(new.version)])
 
 
 def promote_best(name: str, alias: str, metric: str) -> Move:
@@ -301,8 +350,7 @@ def roll_back(name: str, alias: str, metric: str) -> Move:
                             f"(version {current} is the first)")
     previous = history[-1]
     delta = _delta(get_version(name, previous), get_version(name, current), metric, strict=False)
-    _save_history(name, alias, history)
-    return _move(name, Move(alias, previous, current, "rollback", metric, delta))
+    return _move(name, Move(alias, previous, current, "rollback", metric, delta), history)
 
 
 def move_alias(name: str, alias: str, metric: str, *, version: int | None = None,

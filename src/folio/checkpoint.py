@@ -13,14 +13,15 @@ naming the path and the space needed; a file that cannot be read raises Checkpoi
 from __future__ import annotations
 
 import errno
-import pickle
+import hashlib
 import os
+import pickle
 import shutil
 from pathlib import Path
 
 import torch
 
-from folio.errors import FolioError, first_line
+from folio.errors import FolioError, MissingFile, first_line
 from folio.fileio import atomic_path
 from folio.model import GPTConfig, create_model
 
@@ -64,6 +65,18 @@ def clean_state_dict(state: dict) -> dict:
             key = key.split(".", 1)[1]
         cleaned[key] = value
     return cleaned
+
+
+def weights_digest(state: dict) -> str:
+    """A digest of a checkpoint's weights alone (not its optimizer state or step): every tensor of
+    `state["model"]` by name, dtype, shape and bytes. The metrics evaluate writes, the version the
+    registry holds and the file a pruned run left in MLflow are all tied to weights by it."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(clean_state_dict(state["model"]).items()):
+        tensor = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        h.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def save(path: str | Path, state: dict) -> None:
@@ -114,7 +127,7 @@ def save_rotating(out_dir: str | Path, state: dict, keep: int) -> Path:
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise MissingFile(f"no checkpoint at {path}; check the path")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:  # truncated, corrupt, not a checkpoint
