@@ -145,6 +145,7 @@ class TrainParams(Section):
     grad_checkpointing: bool = Field(_TRAIN["grad_checkpointing"], description="recompute block activations in the backward pass to save memory")
     deterministic: bool = Field(_TRAIN["deterministic"], description="CUDA's deterministic kernels (CPU kernels already are)")
     nproc: int = Field(1, ge=1, description="processes per node; > 1 launches the stage through torchrun (DDP)")
+    on_code_change: Literal["restart", "resume"] = Field("restart", description="a run whose training code changed since its last checkpoint: restart = move it aside and train anew (the same code gives the same model); resume = continue it from its checkpoint, the change recorded in models/run.json and on its MLflow run")
 
     @field_validator("compile", mode="before")
     @classmethod
@@ -255,7 +256,12 @@ def apply_override(tree: dict, assignment: str) -> None:
     key, sep, raw = assignment.partition("=")
     if not sep or not key:
         raise ParamsError(f"override {assignment!r} is not of the form key.path=value")
-    _assign(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else "", f"override {assignment!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ParamsError(f"override {assignment!r}: the value is not valid YAML "
+                          f"({getattr(err, 'problem', None) or 'cannot parse'}); quote it, or fix the brackets") from None
+    _assign(tree, key.strip(), value, f"override {assignment!r}")
 
 
 def _assign(tree: dict, key: str, value, source: str) -> None:
@@ -296,6 +302,8 @@ def read_tree(path: str | Path, _extending: tuple[Path, ...] = ()) -> dict:
         raise ParamsError(f"{path}: `extends` goes round in a circle ({chain}); end the chain at params.yaml")
     if not path.exists():
         raise ParamsError(f"{path} not found; run folio from the project root (or pass --params)")
+    if not path.is_file():
+        raise ParamsError(f"{path} is a directory, not a params file; pass --params <file>.yaml")
     try:
         tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
@@ -335,6 +343,6 @@ def model_config(params: Params, vocab_size: int) -> GPTConfig:
 
 def train_config(params: Params) -> TrainConfig:
     """The library's training config for params' train.* (less what the stage itself handles)."""
-    settings = params.train.model_dump(exclude={"nproc", "init_from", "keep_previous"})
+    settings = params.train.model_dump(exclude={"nproc", "init_from", "keep_previous", "on_code_change"})
     settings["compile"] = None if settings["compile"] == "auto" else settings["compile"]
     return TrainConfig(**settings)

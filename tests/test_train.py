@@ -59,12 +59,15 @@ class CrashAt(Recorder):
         super().on_step(step, metrics)
 
 
+def _tok_info(tok):
+    return {"kind": tok.kind, "vocab_size": tok.vocab_size, "digest": tok.digest}
+
+
 def _run(tokens, out_dir, cfg, resume=None, recorder=None):
     tok, train_ids, val_ids = tokens
     recorder = recorder or Recorder()
-    info = {"kind": tok.kind, "vocab_size": tok.vocab_size, "digest": tok.digest}
     result = train(_model(tok.vocab_size), train_ids, val_ids, cfg, out_dir,
-                   tokenizer_info=info, callback=recorder, resume=resume, log=lambda m: None)
+                   tokenizer_info=_tok_info(tok), callback=recorder, resume=resume, log=lambda m: None)
     return result, recorder
 
 
@@ -88,6 +91,13 @@ def test_schedule_warms_up_then_decays_to_min_lr():
     assert lr_at(100, cfg) == pytest.approx(0.1)
 
 
+def test_training_follows_the_schedule(tokens, tmp_path):
+    """The learning rate each step trains with is lr_at's: the schedule the test above checks."""
+    cfg = _cfg(max_iters=12, warmup_iters=4, learning_rate=0.01, min_lr=0.001)
+    result, _ = _run(tokens, tmp_path, cfg)
+    assert [lr for _, _, lr in result.history["steps"]] == pytest.approx([lr_at(s, cfg) for s in range(12)])
+
+
 def test_resume_from_last_matches_the_uninterrupted_run(tokens, tmp_path):
     cfg = _cfg(max_iters=30)
     full, full_rec = _run(tokens, tmp_path / "full", cfg)
@@ -106,3 +116,25 @@ def test_resume_from_last_matches_the_uninterrupted_run(tokens, tmp_path):
 def test_non_finite_loss_stops_with_the_step_named(tokens, tmp_path):
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step \d+; the last good checkpoint is .*last.pt"):
         _run(tokens, tmp_path, _cfg(learning_rate=math.inf, warmup_iters=0, max_iters=3))
+
+
+def test_out_of_memory_is_named_not_taken_for_a_compile_failure(tokens, tmp_path, monkeypatch):
+    """A CUDA out-of-memory at the first (compiled) step is no compilation failure: eager mode
+    would need more memory, not less. It is raised as OutOfMemory naming the device, the step and
+    what to lower, with no 'torch.compile failed' retry."""
+    from folio.train import OutOfMemory, Trainer
+
+    tok, train_ids, val_ids = tokens
+    logged = []
+    trainer = Trainer(_model(tok.vocab_size), train_ids, val_ids, _cfg(max_iters=5), tmp_path,
+                      tokenizer_info=_tok_info(tok), log=logged.append)
+    trainer.compile_unproven = True  # as after torch.compile, before its first step ran
+
+    def out_of_memory():
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trainer, "train_step", out_of_memory)
+    with pytest.raises(OutOfMemory, match=r"cpu ran out of memory at step 0 \(CUDA out of memory. "
+                                          r"Tried to allocate 2.00 GiB\); lower the batch size"):
+        trainer.fit()
+    assert not any("torch.compile" in line for line in logged)

@@ -100,13 +100,54 @@ def test_only_the_oldest_finished_runs_past_the_bound_are_deleted(tmp_path, monk
     mid_done = _previous_run(tmp_path, "mid-done", True, 200)
     new_open = _previous_run(tmp_path, "new-unfinished", False, 100)
     lines = []
-    resume._prune(keep=2, log=lines.append)
+    resume._prune(keep=2, log=lines.append, backed_up=lambda folder: None)  # verified in MLflow
     assert not old_done.exists() and not mid_done.exists()
     assert old_open.exists() and new_open.exists()  # an unfinished run is never deleted
     assert any("deleted models/previous/old-done/" in line and "id-old-done" in line for line in lines)
     lines.clear()
-    resume._prune(keep=1, log=lines.append)
+    resume._prune(keep=1, log=lines.append, backed_up=lambda folder: None)
     assert old_open.exists() and new_open.exists()
     assert lines == ["warning: models/previous/ holds 1 more unfinished run(s) than train.keep_previous=1; "
                      "folio never deletes an unfinished run: remove those you do not need with "
                      "`rm -r models/previous/<name>`"]
+
+
+def test_a_run_is_deleted_only_once_its_best_checkpoint_is_verified_in_mlflow(tmp_path, monkeypatch):
+    """Past train.keep_previous a finished run is deleted only if its MLflow run holds its best.pt
+    byte for byte. A run whose checkpoint never reached MLflow (its logging was refused, or the
+    server was away) or whose copy there differs is kept, with one line saying why."""
+    from pipeline.tracking import store
+    from pipeline.tracking.training_run import checkpoint_backed_up
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    store.setup()
+    ml = store.mlflow()
+
+    def finished_run(name: str, age: int, copy_in_mlflow: bytes | None) -> Path:
+        folder = tmp_path / artifacts.PREVIOUS_RUNS / name
+        folder.mkdir(parents=True)
+        (folder / "best.pt").write_bytes(f"the weights of {name}".encode())
+        with ml.start_run(run_name=name) as run:
+            if copy_in_mlflow is not None:
+                copy = tmp_path / "upload" / "best.pt"
+                copy.parent.mkdir(exist_ok=True)
+                copy.write_bytes(copy_in_mlflow)
+                ml.log_artifact(str(copy), "checkpoint")
+        (folder / "run.json").write_text(json.dumps({"run_name": name, "fingerprint": name,
+                                                     "finished": True, "run_id": run.info.run_id}))
+        os.utime(folder, (time.time() - age, time.time() - age))
+        return folder
+
+    backed = finished_run("backed-up", 400, b"the weights of backed-up")
+    refused = finished_run("logging-refused", 300, None)
+    changed = finished_run("copy-differs", 200, b"other weights")
+    lines = []
+    resume._prune(keep=0, log=lines.append, backed_up=checkpoint_backed_up)
+    assert not backed.exists() and refused.exists() and changed.exists()
+    assert [line.split(" (")[0] for line in lines] == [
+        "deleted models/previous/backed-up/, the oldest finished run past train.keep_previous=0",
+        "warning: kept models/previous/logging-refused/ past train.keep_previous=0: its best.pt is not verified in MLflow",
+        "warning: kept models/previous/copy-differs/ past train.keep_previous=0: its best.pt is not verified in MLflow"]
+    assert "has no copy of it" in lines[1] and "differs from it" in lines[2]
+    assert all("rm -r models/previous/" in line for line in lines[1:])

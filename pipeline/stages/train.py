@@ -1,26 +1,30 @@
 """Stage train — in: data/prepared/, data/tokenizer/, data/raw/<name>.json,
-reports/validation/tokens/tokens.json (training runs only on tokens that passed) —
+reports/validation/tokens/tokens.json (training runs only on tokens that passed the token gate, and
+were encoded by the tokenizer it loads: both checked before any work) —
 params: model.*, train.* — out: models/ (persist: last.pt, best.pt, step-*.pt, run.json,
 previous/), reports/train/ (steps.csv, evals.csv, loss.png).
 
-models/ holds one run: a rerun of the same config resumes it, another config moves it aside to
-models/previous/ (pipeline/resume.py). One MLflow run per trained model, continued on resume
+models/ holds one run: a rerun of the same config (and world size) resumes it, another config moves
+it aside to models/previous/ (pipeline/resume.py), and so does changed training code unless
+train.on_code_change is resume. One MLflow run per trained model, continued on resume
 (pipeline/tracking/training_run.py). train.init_from picks the starting weights
 (pipeline/init_from.py); train.nproc > 1 runs the stage as DDP processes (pipeline/launch.py).
 """
 
 from __future__ import annotations
 
+import os
+
 from folio import distributed
 from folio.device import DeviceUnavailable, pick_device
-from folio.train import train
+from folio.train import OutOfMemory, train
 from pipeline import artifacts, init_from, launch, resume
-from pipeline.tracking import lineage, store
 from pipeline.artifacts import corpus, models, prepared, reports, tokenizer as tokenizer_files
 from pipeline.console import Progress, log
 from pipeline.errors import StageError
 from pipeline.params import Params, train_config
-from pipeline.tracking.training_run import TrainingRun
+from pipeline.tracking import lineage, store
+from pipeline.tracking.training_run import TrainingRun, checkpoint_backed_up
 
 
 class StageCallback:
@@ -63,42 +67,63 @@ def check_splits(splits: dict, params: Params, source: dict | None) -> None:
                              f"block_size + 1 = {block_size + 1:,}; lower model.block_size, or use a longer corpus")
 
 
+def world_size(params: Params) -> int:
+    """The processes that will train together: torchrun's WORLD_SIZE when it launched this one (by
+    hand too), else train.nproc (this stage launches that many)."""
+    return int(os.environ.get("WORLD_SIZE") or params.train.nproc)
+
+
 def main(params: Params) -> None:
     tokenizer = tokenizer_files.load()
     record = corpus.record(params.data)
+    meta = prepared.read_meta()
+    prepared.require_validated(meta, tokenizer)
     device = check_device(params.train.device).device
-    identity = resume.identity(params, tokenizer.digest, record["sha256"], prepared.read_meta())
+    identity = resume.identity(params, tokenizer.digest, record["sha256"], prepared.digest(meta), world_size(params))
+    code = resume.code_digest()
     new_run_name = lineage.run_name(params.flat())
     # everything that can be wrong is checked before models/ is touched
     source = init_from.source(params, tokenizer)  # a source the run can't start from fails here
-    splits = {name: prepared.load_split(name) for name in ("train", "val")}
+    splits = {name: prepared.load_split(name, meta) for name in ("train", "val")}
     check_splits(splits, params, source)
     if params.train.nproc > 1 and not distributed.launched_by_torchrun():
         store.setup()
-        resume.claim(identity, new_run_name, params.train.keep_previous, log)
+        claim(params, identity, code, new_run_name)
         launch.torchrun(params.train.nproc)  # the ranks run this main() again
         return
     rank = distributed.init(device)
     if rank.is_main:
         store.setup()  # a tracking server that does not answer fails here, before any work
-        claim = resume.claim(identity, new_run_name, params.train.keep_previous, log)
+        the_claim = claim(params, identity, code, new_run_name)
     distributed.barrier(rank)  # rank 0 has set models/ up
     if not rank.is_main:
-        claim = resume.Claim(models.read_run_info(), resume.newest_checkpoint(resume.fingerprint(identity), log))
-    model = init_from.start_model(params, tokenizer, claim.resume, source)
+        the_claim = resume.Claim(models.read_run_info(),
+                                 resume.newest_checkpoint(resume.fingerprint(identity), log))
+    model = init_from.start_model(params, tokenizer, the_claim.resume, source)
     if rank.is_main:
-        train_tracked(params, tokenizer, record, claim, model, splits)
+        train_tracked(params, tokenizer, record, the_claim, model, splits)
     else:  # other DDP ranks train silently; rank 0 logs, evaluates and saves
-        fit(params, claim, model, splits, tokenizer, callback=None)
+        fit(params, the_claim, model, splits, tokenizer, callback=None)
     distributed.shutdown()
 
 
+def claim(params: Params, identity: dict, code: str, new_run_name: str) -> resume.Claim:
+    return resume.claim(identity, code, new_run_name, params.train.keep_previous,
+                        params.train.on_code_change, log, backed_up=checkpoint_backed_up)
+
+
 def fit(params: Params, claim: resume.Claim, model, splits: dict, tokenizer, callback):
-    return train(
-        model, splits["train"], splits["val"], train_config(params), artifacts.MODELS,
-        callback=callback, resume=claim.resume, meta={"fingerprint": claim.info["fingerprint"]},
-        log=log, tokenizer_info={"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size,
-                                 "digest": tokenizer.digest})
+    try:
+        return train(
+            model, splits["train"], splits["val"], train_config(params), artifacts.MODELS,
+            callback=callback, resume=claim.resume, meta={"fingerprint": claim.info["fingerprint"]},
+            log=log, tokenizer_info={"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size,
+                                     "digest": tokenizer.digest})
+    except OutOfMemory as err:
+        raise StageError(f"{err.device} ran out of memory at step {err.step} ({err.detail}); lower "
+                         "train.batch_size (raise train.grad_accum_steps to keep the global batch), "
+                         "model.block_size or the model's size, or set train.grad_checkpointing=true, "
+                         "then rerun: training resumes from the last checkpoint") from None
 
 
 def train_tracked(params: Params, tokenizer, record: dict, claim: resume.Claim, model, splits) -> None:

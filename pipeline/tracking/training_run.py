@@ -9,18 +9,44 @@ It is the train stage's TrainingCallback for MLflow (on_start, on_step, on_eval)
 from __future__ import annotations
 
 import logging
-import math
+import tempfile
+from pathlib import Path
 
 import torch
 
+from folio.download import sha256_of
+from folio.errors import first_line
+from folio.evaluate import bits_per_byte
 from pipeline import artifacts
-from pipeline.tracking import access, lineage, store
+from pipeline.artifacts.models import read_run_info
 from pipeline.errors import StageError
 from pipeline.params import Params
-from folio.errors import first_line
+from pipeline.tracking import access, lineage, store
 from pipeline.tracking.spool import RunLog, replay
 
 FLUSH_EVERY_STEPS = 50
+CHECKPOINT_ARTIFACTS = "checkpoint"  # where best.pt goes among the run's artifacts
+
+
+def checkpoint_backed_up(folder: Path) -> str | None:
+    """None if the MLflow run that trained the run in `folder` (models/previous/<name>/) holds its
+    best.pt byte for byte; else why not, in a few words. Downloaded and compared, not assumed: a
+    run whose logging failed (an outage, a refusal, another tracking store) has no copy."""
+    info = read_run_info(folder / artifacts.RUN_INFO.name) or {}
+    best = folder / artifacts.BEST_CKPT.name
+    if not info.get("run_id"):
+        return "its run.json names no MLflow run"
+    if not best.exists():
+        return f"it holds no {best.name} to compare"
+    try:
+        with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
+            copy = store.mlflow().artifacts.download_artifacts(
+                run_id=info["run_id"], artifact_path=f"{CHECKPOINT_ARTIFACTS}/{best.name}", dst_path=tmp)
+            same = sha256_of(Path(copy)) == sha256_of(best)
+    except Exception as err:  # no such run or artifact, the server away or refusing us
+        why = access.refusal(err) or first_line(err)
+        return f"run {info['run_id']} in {store.tracking_uri()} has no copy of it: {why}"
+    return None if same else f"the copy in run {info['run_id']} differs from it"
 
 
 class TrainingRun:
@@ -46,7 +72,18 @@ class TrainingRun:
             self._log_inputs()
         else:  # its metrics are in place already: sample the machine from now on
             self._start_system_metrics()
+        ml.set_tags(self.code_tags(self.info))
         return self.run_id
+
+    @staticmethod
+    def code_tags(info: dict) -> dict[str, str]:
+        """The training code's digest, and each change of it the run was resumed across
+        (train.on_code_change: resume)."""
+        tags = {"training_code": str(info.get("code"))}
+        if changes := info.get("code_changes"):
+            tags["training_code.changes"] = "; ".join(
+                f"{c['from']} -> {c['to']} at step {c['step']} ({c['at']})" for c in changes)
+        return tags
 
     @staticmethod
     def _exists(run_id: str) -> bool:
@@ -88,17 +125,17 @@ class TrainingRun:
     def on_eval(self, step: int, metrics: dict[str, float]) -> None:
         # Bits per byte first: MLflow's compare page plots the first metric a run logged, and this
         # is the curve that final_val_bits_per_byte ends, comparable across tokenizers.
-        self.runlog.metrics(step, self.bits_per_byte(metrics) | {f"eval_{k}": v for k, v in metrics.items()})
+        self.runlog.metrics(step, self.eval_bits_per_byte(metrics) | {f"eval_{k}": v for k, v in metrics.items()})
         self.runlog.flush()
         if self.system_metrics is None:
             self._start_system_metrics()
 
-    def bits_per_byte(self, losses: dict[str, float]) -> dict[str, float]:
+    def eval_bits_per_byte(self, losses: dict[str, float]) -> dict[str, float]:
         """Each split's eval loss (nats/token) in bits per byte, at the split's bytes per token."""
         out = {}
         for split in ("val", "train"):
             tokens, size = self.meta[f"{split}_tokens"], self.meta[f"{split}_bytes"]
-            out[f"eval_{split}_bits_per_byte"] = losses[f"{split}_loss"] / math.log(2) * tokens / max(size, 1)
+            out[f"eval_{split}_bits_per_byte"] = bits_per_byte(losses[f"{split}_loss"], tokens, size)
         return out
 
     def _start_system_metrics(self) -> None:
@@ -147,7 +184,7 @@ class TrainingRun:
             ml.log_artifacts(str(artifacts.TOKENIZER_DIR), "tokenizer")
             for path in (artifacts.LOSS_PLOT, artifacts.TRAIN_STEPS, artifacts.TRAIN_EVALS):
                 ml.log_artifact(str(path), "train")
-            ml.log_artifact(str(artifacts.BEST_CKPT), "checkpoint")
+            ml.log_artifact(str(artifacts.BEST_CKPT), CHECKPOINT_ARTIFACTS)
             self._stop_system_metrics()
             ml.end_run()
         except Exception as err:  # the server went away again, or refuses this user

@@ -52,6 +52,16 @@ class NonFiniteLossError(FolioError, RuntimeError):
     """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
 
 
+class OutOfMemory(FolioError, RuntimeError):
+    """The device ran out of memory; the message names it, the step and what to lower."""
+
+    def __init__(self, device: torch.device, step: int, detail: str):
+        self.device, self.step, self.detail = device, step, detail
+        super().__init__(f"{device} ran out of memory at step {step} ({detail}); lower the batch size "
+                         "(more gradient accumulation keeps the global batch), the block size or the "
+                         "model, or turn gradient checkpointing on")
+
+
 @dataclass
 class TrainState:
     step: int = 0
@@ -72,6 +82,8 @@ class TrainResult:
 
 
 def lr_at(step: int, cfg: TrainConfig, elapsed: float = 0.0) -> float:
+    """The (AdamW) learning rate of `step`: warmup, then cosine decay to min_lr over the step or
+    time budget (`elapsed` seconds of it spent); Muon's follows the same curve."""
     return cfg.learning_rate * lr_scale(
         step, elapsed, warmup_iters=cfg.warmup_iters, max_iters=cfg.max_iters,
         max_seconds=cfg.max_seconds, min_lr_ratio=cfg.min_lr / cfg.learning_rate)
@@ -166,14 +178,15 @@ class Trainer:
             return action()
         try:
             return action()
-        except FolioError:
+        except (FolioError, torch.OutOfMemoryError):  # not compilation's fault: eager would fail too
             raise
         except Exception as err:
-            self.log(f"warning: torch.compile failed at the first step ({first_line(err)}); "
-                     "training in eager mode")
-            self.compiled, self.compile_unproven = self.model, False
-            self.runner = self._wrap(self.model)
-            return action()
+            failure = first_line(err)
+        # retried outside the except block, so the failed attempt's frames (and memory) are freed
+        self.log(f"warning: torch.compile failed at the first step ({failure}); training in eager mode")
+        self.compiled, self.compile_unproven = self.model, False
+        self.runner = self._wrap(self.model)
+        return action()
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -273,6 +286,12 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
+        try:
+            return self._fit()
+        except torch.OutOfMemoryError as err:
+            raise OutOfMemory(self.device, self.state.step, first_line(err)) from None
+
+    def _fit(self) -> TrainResult:
         cfg, s = self.cfg, self.state
         checkpoint_every = cfg.checkpoint_every or cfg.eval_interval
         tokens_per_step = cfg.batch_size * cfg.grad_accum_steps * self.model.config.block_size
@@ -282,16 +301,14 @@ class Trainer:
         stop_reason = s.stop_reason or ("max_iters" if s.step >= cfg.max_iters else None)
         pending, since_read = [], time.perf_counter()  # steps whose loss is still on the device
         while stop_reason is None:
-            scale = lr_scale(s.step, s.train_seconds, warmup_iters=cfg.warmup_iters,
-                             max_iters=cfg.max_iters, max_seconds=cfg.max_seconds,
-                             min_lr_ratio=cfg.min_lr / cfg.learning_rate)
-            set_lr(self.optimizers, scale)
+            lr = lr_at(s.step, cfg, s.train_seconds)
+            set_lr(self.optimizers, lr / cfg.learning_rate)
             started = time.perf_counter()
             loss, grad_norm = self._until_compile_proven(self.train_step)
             self.compile_unproven = False
             s.train_seconds += time.perf_counter() - started
             s.step += 1
-            pending.append((s.step, loss, grad_norm, cfg.learning_rate * scale))
+            pending.append((s.step, loss, grad_norm, lr))
             evaluating = s.step % cfg.eval_interval == 0
             saving = s.step % checkpoint_every == 0
             reading = len(pending) >= cfg.log_interval or evaluating or saving or s.step >= cfg.max_iters
