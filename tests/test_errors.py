@@ -21,7 +21,7 @@ from folio.tokenizers import CharTokenizer, save_tokenizer
 from pipeline import artifacts
 from pipeline.cli import app
 from tests import pipeline_project as pp
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, record_gate_passes
 
 
 def folio(project: Path, *args: str, env_extra: dict | None = None) -> tuple[int, str]:
@@ -78,8 +78,10 @@ def test_a_prompt_outside_the_vocabulary(project):
 def test_a_checkpoint_trained_with_another_tokenizer(project):
     shutil.rmtree(project / artifacts.TOKENIZER_DIR)
     save_tokenizer(CharTokenizer.train("abcdefghij \n"), project / artifacts.TOKENIZER_DIR)
-    code, output = folio(project, "evaluate")
-    assert_one_line_error(code, output, "evaluate", "trained with tokenizer char", "use the tokenizer it was trained with")
+    code, output = folio(project, "generate", "hi")
+    assert_one_line_error(code, output, "generate", "trained with tokenizer char", "use the tokenizer it was trained with")
+    code, output = folio(project, "evaluate")  # the tokens, encoded by the other one, are refused first
+    assert_one_line_error(code, output, "evaluate", "data/prepared/ was encoded by tokenizer char", "run `folio prepare`")
 
 
 def test_a_truncated_checkpoint(project):
@@ -116,8 +118,10 @@ def test_a_full_disk_while_saving_names_the_path_and_keeps_the_last_checkpoint(s
                       "warmup_iters": 1, "device": "cpu"}}
     (stage_project / "params.yaml").write_text(yaml.safe_dump(tree))
     params = validate(tree)
+    record_gate_passes(params)
     tokenize.main(params)
     prepare.main(params)
+    record_gate_passes(params)
     real_save, calls = torch.save, []
 
     def save_until_full(obj, f, *args, **kwargs):
@@ -154,3 +158,52 @@ def test_a_real_full_disk(tmp_path):
         assert sorted(p.name for p in mount.iterdir()) == ["a.pt"]
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_generate_before_the_tokenizer_exists(tmp_path):
+    code, output = folio(tmp_path, "generate", "hi")
+    assert_one_line_error(code, output, "generate", "data/tokenizer holds no tokenizer", "run `folio tokenize`")
+
+
+def test_export_hf_of_a_missing_checkpoint(tmp_path):
+    code, output = folio(tmp_path, "export-hf", "out", "--checkpoint", "/missing.pt")
+    assert_one_line_error(code, output, "export-hf", "no checkpoint at /missing.pt", "check the path")
+    assert not (tmp_path / "out").exists()
+
+
+def test_import_gpt2_of_a_missing_directory(tmp_path):
+    code, output = folio(tmp_path, "import-gpt2", "/missing")
+    assert_one_line_error(code, output, "import-gpt2", "no config.json in /missing",
+                          "point to a Hugging Face GPT-2 checkpoint directory")
+
+
+def test_an_override_that_is_not_yaml(tmp_path):
+    shutil.copyfile(PROJECT / "params.yaml", tmp_path / "params.yaml")
+    code, output = folio(tmp_path, "train", "--set", "train.max_iters=[1")
+    assert_one_line_error(code, output, "train", "override 'train.max_iters=[1': the value is not valid YAML",
+                          "quote it")
+
+
+def test_params_that_name_a_directory(tmp_path):
+    code, output = folio(tmp_path, "train", "--params", str(tmp_path))
+    assert_one_line_error(code, output, "train", f"{tmp_path} is a directory, not a params file",
+                          "pass --params")
+
+
+def test_out_of_memory_names_what_to_lower(project, monkeypatch):
+    """A CUDA out-of-memory (faked here: this machine has no GPU) is one line naming the device, the
+    step and the params to lower, not a traceback nor a 'torch.compile failed' retry."""
+    from folio.train import Trainer
+
+    def out_of_memory(self):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)")
+
+    monkeypatch.setattr(Trainer, "train_step", out_of_memory)
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = CliRunner().invoke(app, ["train", "--set", "train.max_iters=60"])
+    assert result.exit_code == 1, result.output
+    line = assert_one_line_error(1, result.output, "train", "cpu ran out of memory at step 0",
+                                 "CUDA out of memory. Tried to allocate 2.00 GiB", "lower train.batch_size",
+                                 "train.grad_checkpointing=true")
+    assert "torch.compile" not in result.output, line

@@ -18,7 +18,7 @@ from folio import checkpoint
 from folio.attention import save_attention_png
 from folio.generate import GenerationConfig, complete, stream
 from folio.quantize import quantize
-from folio.tokenizers import load_tokenizer
+from folio.tokenizers import META_FILE as TOKENIZER_FILE, load_tokenizer
 from pipeline.errors import StageError
 
 
@@ -30,6 +30,13 @@ def load(checkpoint_path: Path, tokenizer_dir: Path, model_uri: str | None = Non
          quantization: str | None = None):
     """(model, tokenizer) from a checkpoint and its tokenizer, or from a registered model URI;
     refuses a checkpoint trained with another tokenizer."""
+    if not model_uri:
+        if not (Path(tokenizer_dir) / TOKENIZER_FILE).is_file():
+            raise GenerateError(f"{tokenizer_dir} holds no tokenizer; run `folio tokenize` (or `dvc repro`) "
+                                "first, or pass --tokenizer DIR")
+        if not Path(checkpoint_path).is_file():
+            raise GenerateError(f"no checkpoint at {checkpoint_path}; run `folio train` (or `dvc repro`) "
+                                "first, or pass --checkpoint FILE (or --model models:/<name>@<alias>)")
     try:
         if model_uri:
             from pipeline.tracking.registry import load_generator

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from folio.errors import FolioError
+from folio.errors import FolioError, MissingFile
 from folio.fileio import atomic_path
 
 CHUNK = 1 << 16
@@ -95,7 +95,7 @@ class HttpBody:
 
 def _copy_local(path: Path, tmp: Path, progress: Progress | None) -> None:
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist or is not a file")
+        raise MissingFile(f"{path} does not exist or is not a file; check the path")
     shutil.copyfile(path, tmp)
     if progress:
         size = path.stat().st_size

@@ -10,6 +10,11 @@ class FolioError(Exception):
     """An error the caller can fix: the message says what is wrong and what to do."""
 
 
+class MissingFile(FolioError, FileNotFoundError):
+    """A file or directory the caller named is not there; the message says which, and what was
+    expected there."""
+
+
 def first_line(err: BaseException, width: int = 160) -> str:
     """The gist of an error from elsewhere (torch, MLflow) to quote inside a one-line message."""
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:width]

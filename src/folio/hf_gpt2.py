@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from folio.errors import FolioError
+from folio.errors import FolioError, MissingFile
 from folio.model import GPTConfig
 
 CONFIG_FILE = "config.json"
@@ -71,8 +71,8 @@ def read_config(directory: str | Path) -> dict:
     """config.json of a Hugging Face checkpoint directory, GPT2Config's defaults filled in."""
     path = Path(directory) / CONFIG_FILE
     if not path.exists():
-        raise FileNotFoundError(f"no {CONFIG_FILE} in {directory}: expected a Hugging Face GPT-2 "
-                                "checkpoint directory (a save_pretrained output or a snapshot in the HF cache)")
+        raise MissingFile(f"no {CONFIG_FILE} in {directory}; point to a Hugging Face GPT-2 checkpoint "
+                          "directory (a save_pretrained output or a snapshot in the HF cache)")
     return {**HF_DEFAULTS, **json.loads(path.read_text(encoding="utf-8"))}
 
 
@@ -159,8 +159,8 @@ def read_weights(directory: str | Path) -> dict[str, torch.Tensor]:
             for shard in _read_index(index):
                 state.update(_read_file(shard))
             return state
-    raise FileNotFoundError(f"no weights in {directory}: expected {SAFETENSORS_FILE} or {TORCH_FILE} "
-                            "(or a sharded *.index.json)")
+    raise MissingFile(f"no weights in {directory}; it needs {SAFETENSORS_FILE} or {TORCH_FILE} "
+                      "(or a sharded *.index.json)")
 
 
 def _names(n_layer: int) -> dict[str, str]:

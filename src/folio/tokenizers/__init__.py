@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Protocol
 
+from folio.errors import FolioError, MissingFile
 from folio.fileio import write_json
 from folio.tokenizers.bpe import END_OF_TEXT, BPETokenizer, TiktokenTokenizer
 from folio.tokenizers.char import CharTokenizer
@@ -27,6 +28,10 @@ PRETRAINED_PREFIX = "tiktoken:"
 __all__ = ["Tokenizer", "CharTokenizer", "BPETokenizer", "WordTokenizer", "TiktokenTokenizer",
            "PretrainedFilesMissing", "train_tokenizer", "save_tokenizer", "load_tokenizer",
            "check_kind", "document_separator", "end_of_text_id", "TEXT_SEPARATOR"]
+
+
+class TokenizerError(FolioError, ValueError):
+    """A tokenizer directory whose files do not match the digest it records."""
 
 
 class Tokenizer(Protocol):
@@ -87,7 +92,7 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
     directory = Path(directory)
     meta_path = directory / META_FILE
     if not meta_path.exists():
-        raise FileNotFoundError(f"no tokenizer at {directory} ({META_FILE} is missing)")
+        raise MissingFile(f"no tokenizer at {directory} ({META_FILE} is missing); check the path")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     kind = check_kind(meta["kind"])
     if kind.startswith(PRETRAINED_PREFIX):
@@ -96,6 +101,6 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
         cls = {"char": CharTokenizer, "bpe": BPETokenizer, "word": WordTokenizer}[kind]
         tokenizer = cls.from_config(meta, directory)
     if tokenizer.digest != meta["digest"]:
-        raise ValueError(f"{meta_path}: the tokenizer's files do not match its digest "
+        raise TokenizerError(f"{meta_path}: the tokenizer's files do not match its digest "
                          f"({tokenizer.digest} != {meta['digest']}); rebuild it with `folio tokenize`")
     return tokenizer
