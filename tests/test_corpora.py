@@ -1,8 +1,9 @@
 """Corpora of any shape: a directory or a glob of .txt, .jsonl and .parquet files, each maybe .gz or
-.zst, goes through download (a manifest of every file), validate, tokenize (a bounded seeded
-sample), prepare (parallel, sharded, the same shards for any number of workers, end-of-text between
-documents, a seeded document split) and train/evaluate on memory-mapped shards; every bad input
-stops the earliest stage that can see it with one line naming the file, and nothing after it runs."""
+.zst, goes through download (a manifest of every file, naming the files of other formats it
+skipped), validate, tokenize (a bounded seeded sample), prepare (parallel, sharded, the same shards
+for any number of workers, end-of-text between documents, a seeded document split) and
+train/evaluate on memory-mapped shards; every bad input stops the earliest stage that can see it
+with one line naming the file, and nothing after it runs."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pipeline import artifacts
 from pipeline.errors import StageError
 from pipeline.params import validate
 from pipeline.stages import download, evaluate, prepare, tokenize, train, validate as validate_stage, validate_tokens
+from tests.conftest import record_gate_passes
 
 
 def document(i: int) -> str:
@@ -88,6 +90,29 @@ def test_a_directory_of_every_format_is_manifested_split_by_document_and_trained
     assert np.isfinite(metrics["bits_per_byte"]) and metrics["subset"] is False
 
 
+def test_a_directory_names_the_files_it_skips_in_one_log_line_and_the_manifest(project, capsys):
+    write_corpus(project / "corpus")  # with notes.md
+    (project / "corpus/LICENSE").write_text("MIT\n")
+    (project / "corpus/img").mkdir()
+    for i in range(5):
+        (project / f"corpus/img/{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (project / "corpus/.git").mkdir()  # hidden: skipped without a word
+    (project / "corpus/.git/config.txt").write_text("[core]\n")
+    (project / "corpus/.DS_Store").write_bytes(b"\0\0")
+    download.main(params("corpus"))
+    manifest = json.loads(artifacts.raw_record("c").read_text())
+    assert manifest["skipped"] == ["LICENSE", *(f"img/{i}.png" for i in range(5)), "notes.md"]
+    assert len(manifest["files"]) == 5
+    said = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]
+    assert said == ["skipped 7 files of no known format (.txt, .jsonl or .parquet, maybe .gz or .zst) in corpus: "
+                    "LICENSE, img/0.png, img/1.png, img/2.png, img/3.png and 2 more; all are listed in data/raw/c.json"]
+    for path in ["LICENSE", "notes.md", *(f"img/{i}.png" for i in range(5))]:
+        (project / "corpus" / path).unlink()
+    download.main(params("corpus"))  # nothing to skip: an empty list, and no word
+    assert json.loads(artifacts.raw_record("c").read_text())["skipped"] == []
+    assert "skipped" not in capsys.readouterr().err
+
+
 def test_a_glob_picks_its_matches_and_a_seed_picks_other_val_documents(project):
     write_corpus(project / "corpus")
     p = params("corpus/**/*.jsonl*")
@@ -106,8 +131,9 @@ def _shards(meta: dict) -> dict:
 def test_prepare_writes_the_same_shards_with_one_or_two_workers(project, monkeypatch):
     write_corpus(project / "corpus", n=400)
     p = params("corpus", prepare__shard_tokens=20_000)
-    for stage in (download, tokenize):
-        stage.main(p)
+    download.main(p)
+    record_gate_passes(p)
+    tokenize.main(p)
     prepare.main(p)  # a small corpus: encoded in this process
     inline = _shards(json.loads(artifacts.PREPARED_META.read_text()))
     assert len(inline) > 2  # train spans several shards
@@ -135,8 +161,10 @@ def test_the_tokenizer_learns_from_a_bounded_seeded_sample(project):
 def test_a_single_text_file_keeps_the_tail_split(project):
     (project / "one.txt").write_text("".join(document(i) for i in range(30)))
     p = params("one.txt")
-    for stage in (download, tokenize, prepare):
-        stage.main(p)
+    download.main(p)
+    record_gate_passes(p)
+    tokenize.main(p)
+    prepare.main(p)
     meta = json.loads(artifacts.PREPARED_META.read_text())
     text = (project / "one.txt").read_text()
     assert meta["split"] == "tail" and meta["val_chars"] == round(len(text) * 0.1)
@@ -155,6 +183,9 @@ def test_an_empty_directory_and_a_glob_matching_nothing_stop_download(project):
     (project / "empty").mkdir()
     _fails(download, params("empty"), "data.url=empty", "holds no .txt, .jsonl or .parquet file")
     _fails(download, params("empty/*.jsonl"), "the glob matches no file")
+    (project / "empty/README.md").write_text("a corpus, one day\n")
+    _fails(download, params("empty"), "holds no .txt, .jsonl or .parquet file (maybe .gz or .zst); it holds 1 "
+           "of other formats (README.md); check the path or set data.format")
     assert not artifacts.raw_dir("c").exists()
 
 
@@ -231,11 +262,20 @@ def test_duplicates_are_estimated_over_a_hash_sample_past_the_exact_budget(proje
     assert sampled["duplicate_fraction"] == pytest.approx(exact["duplicate_fraction"], abs=0.05)
 
 
+def _through_train(p) -> None:
+    """download, tokenize, prepare and train, the gates' verdicts recorded as passes."""
+    download.main(p)
+    record_gate_passes(p)
+    tokenize.main(p)
+    prepare.main(p)
+    record_gate_passes(p)
+    train.main(p)
+
+
 def test_evaluate_scores_a_fixed_subset_when_the_val_split_is_larger_than_max_tokens(project):
     write_corpus(project / "corpus")
     p = params("corpus", evaluate__max_tokens=256)
-    for stage in (download, tokenize, prepare, train):
-        stage.main(p)
+    _through_train(p)
     results = []
     for _ in range(2):
         evaluate.main(p)
@@ -251,10 +291,11 @@ def test_another_split_of_the_corpus_is_another_run(project):
     """data.seed picks other val documents: the run in models/ is not resumed on them but moved aside."""
     write_corpus(project / "corpus")
     p = params("corpus")
-    for stage in (download, tokenize, prepare, train):
-        stage.main(p)
+    _through_train(p)
     reseeded = params("corpus", data__seed=2)
+    tokenize.main(reseeded)  # the tokenizer records the split it was built from: prepare checks
     prepare.main(reseeded)
+    record_gate_passes(reseeded)
     train.main(reseeded)
     moved = list(artifacts.PREVIOUS_RUNS.iterdir())
     assert len(moved) == 1 and (moved[0] / "best.pt").exists()
@@ -263,7 +304,7 @@ def test_another_split_of_the_corpus_is_another_run(project):
 
 def test_a_workspace_from_before_sharded_corpora_is_told_to_rerun(project):
     artifacts.raw_dir("c").mkdir(parents=True)
-    artifacts.raw_corpus("c").write_text(document(0) * 20)
+    (artifacts.raw_dir("c") / "c.txt").write_text(document(0) * 20)
     artifacts.raw_record("c").write_text(json.dumps({"sha256": "0" * 64, "bytes": 1, "source": "x", "pinned": False}))
     _fails(validate_stage, params("x"), "data/raw/c.json is not a manifest of this folio's format", "folio download")
     artifacts.PREPARED_META.parent.mkdir(parents=True)

@@ -16,7 +16,7 @@ from pipeline.artifacts import prepared, tokenizer as tokenizer_files
 from pipeline.stages import evaluate, prepare, tokenize, train
 from pipeline.params import validate
 
-from tests.conftest import STAGE_TEXT as TEXT
+from tests.conftest import STAGE_TEXT as TEXT, record_gate_passes
 
 
 def _params(**tokenizer):
@@ -34,8 +34,12 @@ def _params(**tokenizer):
                                        {"kind": "word", "vocab_size": 50}])
 def test_tokenize_prepare_train_evaluate(stage_project, tokenizer):
     params = _params(**tokenizer)
-    for stage in (tokenize, prepare, train, evaluate):
-        stage.main(params)
+    record_gate_passes(params)
+    tokenize.main(params)
+    prepare.main(params)
+    record_gate_passes(params)
+    train.main(params)
+    evaluate.main(params)
     meta = json.loads(artifacts.PREPARED_META.read_text())
     assert meta["dtype"] == "uint16" and meta["tokenizer_kind"] == tokenizer["kind"]
     assert meta["train_chars"] + meta["val_chars"] == len(TEXT)
@@ -51,7 +55,8 @@ def test_tokenize_prepare_train_evaluate(stage_project, tokenizer):
 
 def test_bpe_learns_from_the_train_split_only(stage_project):
     params = _params(kind="bpe", vocab_size=300)
-    artifacts.raw_corpus("t").write_text(TEXT[:-2000] + "zyzzyva " * 250, encoding="utf-8")
+    (artifacts.raw_dir("t") / "t.txt").write_text(TEXT[:-2000] + "zyzzyva " * 250, encoding="utf-8")
+    record_gate_passes(params)
     tokenize.main(params)
     tok = tokenizer_files.load()
     assert len(tok.encode("zyzzyva")) > 2  # a word seen only in val was not merged
@@ -59,8 +64,9 @@ def test_bpe_learns_from_the_train_split_only(stage_project):
 
 def test_vocabularies_over_65536_are_stored_as_uint32(stage_project):
     words = " ".join(f"w{i}" for i in range(70_000)) + "\n"
-    artifacts.raw_corpus("t").write_text(words * 2, encoding="utf-8")
+    (artifacts.raw_dir("t") / "t.txt").write_text(words * 2, encoding="utf-8")
     params = _params(kind="word", vocab_size=80_000)
+    record_gate_passes(params)
     tokenize.main(params)
     prepare.main(params)
     assert json.loads(artifacts.PREPARED_META.read_text())["dtype"] == "uint32"
@@ -81,7 +87,11 @@ def test_an_unpinned_corpus_is_registered_with_its_real_digest(stage_project):
     params = _params(kind="char")
     params = params.model_copy(update={"data": params.data.model_copy(update={"sha256": ""}),
                                        "sample": params.sample.model_copy(update={"max_new_tokens": 5})})
-    for stage in (tokenize, prepare, train, evaluate, sample, register):
+    record_gate_passes(params)
+    tokenize.main(params)
+    prepare.main(params)
+    record_gate_passes(params)
+    for stage in (train, evaluate, sample, register):
         stage.main(params)
     digest = hashlib.sha256(TEXT.encode()).hexdigest()
     registered = json.loads(artifacts.REGISTERED_MODEL.read_text())

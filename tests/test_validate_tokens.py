@@ -9,13 +9,13 @@ import json
 import numpy as np
 import pytest
 
-from folio.data import write_tokens
 from pipeline import artifacts
 from pipeline.artifacts import prepared as prepared_files
 from pipeline.stages import prepare, tokenize
 from pipeline.params import validate
 from pipeline.gates.token_suite import TokenValidationError
 from pipeline.stages.validate_tokens import main
+from tests.conftest import record_gate_passes
 
 TEXT = "".join(f"Line {i}: the quick brown fox jumps over the lazy dog, {i * 7 % 13} times.\n" for i in range(300))
 
@@ -33,10 +33,11 @@ def prepared(tmp_path, monkeypatch):
     """A project whose corpus went through the real tokenize and prepare stages."""
     monkeypatch.chdir(tmp_path)
     artifacts.raw_dir("t").mkdir(parents=True)
-    artifacts.raw_corpus("t").write_text(TEXT, encoding="utf-8")
+    (artifacts.raw_dir("t") / "t.txt").write_text(TEXT, encoding="utf-8")
 
     def run(**overrides):
         params = _params(**overrides)
+        record_gate_passes(params)
         tokenize.main(params)
         prepare.main(params)
         return params
@@ -72,7 +73,7 @@ def test_ids_outside_the_vocabulary_fail(prepared):
     meta = json.loads(artifacts.PREPARED_META.read_text())
     val = np.array(prepared_files.load_split("val").shards[0])
     val[7] = meta["vocab_size"]  # one past the last id
-    write_tokens(artifacts.prepared_shard(meta["shards"]["val"][0]["file"]), val, meta["dtype"])
+    val.astype(meta["dtype"]).tofile(artifacts.prepared_shard(meta["shards"]["val"][0]["file"]))
     report, error = check(params)
     assert "val_ids_in_range" in failed(report) and "train_ids_in_range" not in failed(report)
     assert f"of val token ids are outside [0, {meta['vocab_size']})" in error

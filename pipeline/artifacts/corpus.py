@@ -17,7 +17,7 @@ from folio import corpus as corpus_files, splits
 from folio.corpus import CorpusError, CorpusFile
 from folio.download import sha256_of
 from folio.fileio import write_json
-from pipeline.artifacts import raw_dir, raw_record, require
+from pipeline.artifacts import raw_dir, raw_record, require, validation
 from pipeline.errors import StageError
 
 
@@ -66,6 +66,12 @@ def record(data) -> dict:
         raise StageError(f"{directory} holds no corpus file; run `folio download` (or `dvc repro`) first")
     entries = [describe(p, p.relative_to(directory).as_posix(), data.format) for p in files]
     return make_manifest(entries, data.url, bool(data.sha256))
+
+
+def require_validated(data, manifest: dict) -> None:
+    """Refuse, in one line naming `folio validate`, a corpus that has not passed the corpus gate."""
+    validation.require_passed("corpus", manifest["sha256"],
+                              f"the corpus {raw_dir(data.name)} (sha256 {manifest['sha256'][:16]})")
 
 
 def files(data, manifest: dict | None = None) -> list[CorpusFile]:

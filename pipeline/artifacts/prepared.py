@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
 
 from folio.data import TokenSplit
 from folio.fileio import write_json
-from pipeline.artifacts import PREPARED_META, prepared_shard, require
+from pipeline.artifacts import PREPARED_META, prepared_shard, require, validation
 from pipeline.errors import StageError
 
 
 def read_meta() -> dict:
     return json.loads(require(PREPARED_META, "prepare").read_text(encoding="utf-8"))
+
+
+def digest(meta: dict) -> str:
+    """What names one encoding of the corpus: the digest of meta.json's content (shards, counts,
+    the corpus's and the tokenizer's digests). The token gate's verdict and a training run's
+    identity hold it."""
+    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def require_validated(meta: dict, tokenizer) -> None:
+    """Refuse, in one line naming the stage to run, tokens that have not passed the token gate or
+    that another tokenizer than `tokenizer` encoded (their ids would mean other text)."""
+    validation.require_passed("tokens", digest(meta), f"the tokens in {PREPARED_META.parent}/ (digest {digest(meta)})")
+    if meta.get("tokenizer_digest") != tokenizer.digest:
+        raise StageError(f"{PREPARED_META.parent}/ was encoded by tokenizer {meta.get('tokenizer_kind')} "
+                         f"(digest {meta.get('tokenizer_digest')}), but data/tokenizer/ holds {tokenizer.kind} "
+                         f"(digest {tokenizer.digest}); run `folio prepare` and `folio validate_tokens` "
+                         "(or `dvc repro`) first")
 
 
 def write_meta(meta: dict) -> None:

@@ -202,7 +202,8 @@ def build_suite(params: Params, tokenizer, counts: dict, stats: dict, windows, v
     ]
 
 
-def check(params: Params, tokenizer, splits: dict, meta: dict, texts, subject: str) -> list:
+def check(params: Params, tokenizer, splits: dict, meta: dict, texts, subject: str,
+          digest: str | None = None) -> list:
     """Run the suite over the splits (TokenSplits; `meta`: data/prepared/meta.json, `texts`: the
     corpus as a stream of texts); writes reports/validation/tokens/ and raises TokenValidationError
     if any expectation fails."""
@@ -215,4 +216,5 @@ def check(params: Params, tokenizer, splits: dict, meta: dict, texts, subject: s
     shards = pd.DataFrame([{"split": name, **shard} for name in ("train", "val") for shard in meta["shards"][name]])
     frames = {"stats": pd.DataFrame([stats]), "shards": shards, "round_trip": windows}
     return expectations.validate(SUITE, frames, suite, subject=subject,
-                                 extra={"tokenizer": tokenizer.kind, "stats": stats})
+                                 extra={"tokenizer": tokenizer.kind, "prepared_digest": digest,
+                                        "tokenizer_digest": tokenizer.digest, "stats": stats})

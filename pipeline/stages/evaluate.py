@@ -1,6 +1,11 @@
-"""Stage evaluate — in: models/best.pt, data/prepared/ (val shards, meta.json), data/tokenizer/ —
-params: evaluate.batch_size, evaluate.max_tokens — out: reports/metrics.json (also logged to the
-training run).
+"""Stage evaluate — in: models/best.pt, models/run.json, data/prepared/ (val shards, meta.json),
+data/tokenizer/, reports/validation/tokens/tokens.json (tokens that passed, encoded by this
+tokenizer: checked before any work) — params: evaluate.batch_size, evaluate.max_tokens — out: reports/metrics.json
+(also logged to the training run).
+
+metrics.json names what it scored: the checkpoint file, its step, the digest of its weights
+(folio.checkpoint.weights_digest) and the MLflow run that trained it, so register can refuse
+metrics that belong to other weights.
 
 The whole val split, or for a larger one a fixed subset of about evaluate.max_tokens tokens in
 windows evenly spaced over it (the same windows in every run, so runs compare). Beside the loss per
@@ -11,9 +16,8 @@ and bits per character.
 
 from __future__ import annotations
 
-import math
-
-from folio.evaluate import split_loss
+from folio.checkpoint import weights_digest
+from folio.evaluate import bits_per_byte, split_loss
 from folio.tokenizers import end_of_text_id
 from pipeline import artifacts
 from pipeline.tracking import store
@@ -37,8 +41,10 @@ def text_bytes(tokenizer):
 
 def main(params: Params) -> None:
     tokenizer = tokenizer_files.load()
-    state, model = models.load_model(tokenizer)
     meta = prepared.read_meta()
+    prepared.require_validated(meta, tokenizer)
+    run_id = models.training_run_id()  # the run that trained best.pt: the metrics go to it
+    state, model = models.load_model(tokenizer)
     val_tokens = prepared.load_split("val", meta)
     whole = params.evaluate.max_tokens is None or params.evaluate.max_tokens >= len(val_tokens)
     result = split_loss(model, val_tokens, params.evaluate.batch_size, None if whole else params.evaluate.max_tokens,
@@ -50,20 +56,22 @@ def main(params: Params) -> None:
     else:  # the subset's chars, estimated from its bytes at the split's ratio
         predicted_bytes = result["n_bytes"]
         predicted_chars = predicted_bytes * meta["val_chars"] / max(meta["val_bytes"], 1)
-    total_bits = result["loss"] * result["n_tokens"] / math.log(2)
+    val_bits_per_byte = bits_per_byte(result["loss"], result["n_tokens"], predicted_bytes)
     metrics = {
         "val": {
             "loss": result["loss"],
             "bits_per_token": result["bits_per_token"],
-            "bits_per_byte": total_bits / predicted_bytes,
-            "bits_per_char": total_bits / predicted_chars,
+            "bits_per_byte": val_bits_per_byte,
+            "bits_per_char": val_bits_per_byte * predicted_bytes / max(predicted_chars, 1),
             "perplexity": result["perplexity"],
             "tokens": result["n_tokens"],
             "subset": not whole,  # evaluate.max_tokens capped the split
         },
         "tokenizer": {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size,
                       "bytes_per_token": meta["bytes_per_token"]},
-        "checkpoint_step": state["step"],
+        "checkpoint": {"file": str(artifacts.BEST_CKPT), "step": state["step"],
+                       "weights_digest": weights_digest(state), "run_id": run_id,
+                       "run_name": (models.read_run_info() or {}).get("run_name")},
     }
     reports.write_metrics(metrics)
     val = metrics["val"]
@@ -71,7 +79,6 @@ def main(params: Params) -> None:
         f"{val['bits_per_char']:.4f} bits/char, perplexity {val['perplexity']:.2f} "
         f"over {result['n_tokens']:,} tokens")
     store.setup()
-    run_id = models.training_run_id()
     store.log_metrics(run_id, {f"final_val_{key}": value for key, value in val.items()
                                   if key not in ("tokens", "subset")})
     store.log_artifact(run_id, artifacts.METRICS, "evaluate")

@@ -3,6 +3,10 @@ data.seed, data.val_fraction, data.text_field, prepare.* — out: data/prepared/
 shards of uint16 ids, uint32 for vocabularies over 65,536, and meta.json: tokens per shard, the
 digests of the corpus, of each source file and of the tokenizer, counts).
 
+Before any work it refuses a corpus that has not passed the corpus gate and a tokenizer built from
+another corpus or split (data/tokenizer/source.json); a corpus that encodes to an empty split is
+one line, not empty shards.
+
 The corpus streams through in batches of about BATCH_CHARS characters; prepare.workers processes
 encode them (the tokenizer's end-of-text token, or the text separator, between documents) and the
 ids are written in stream order, so the shards are the same for any number of workers. At most two
@@ -24,6 +28,7 @@ from folio.tokenizers import document_separator, load_tokenizer
 from pipeline import artifacts
 from pipeline.artifacts import corpus, prepared, tokenizer as tokenizer_files
 from pipeline.console import Progress, log
+from pipeline.errors import StageError
 from pipeline.params import Params
 
 BATCH_CHARS = 4 << 20
@@ -96,7 +101,9 @@ def encoded(params: Params, manifest: dict, plan, workers: int):
 
 def main(params: Params) -> None:
     manifest = corpus.record(params.data)
+    corpus.require_validated(params.data, manifest)
     tokenizer = tokenizer_files.load()
+    tokenizer_files.check_source(params.data, manifest["sha256"])
     dtype = token_dtype(tokenizer.vocab_size)
     plan = corpus.split_plan(params.data, manifest)
     workers = 1 if manifest["bytes"] < INLINE_BYTES else (params.prepare.workers or os.cpu_count() or 1)
@@ -114,6 +121,11 @@ def main(params: Params) -> None:
                 counts[f"{split}_bytes"] += size
                 done = counts["train_bytes"] + counts["val_bytes"]
                 bar.update(done, info=f"{done / 1e6 / (time.perf_counter() - started):.1f} MB/s")
+        if not counts["train_tokens"] or not counts["val_tokens"]:
+            raise StageError(f"the corpus {artifacts.raw_dir(params.data.name)} encodes to "
+                             f"{counts['train_tokens']:,} train and {counts['val_tokens']:,} val tokens; "
+                             "a split with none cannot train or score a model: use a corpus with more text "
+                             "(or check data.text_field)")
         shards = {s: writers[s].close() for s in SPLITS}
     except BaseException:
         for writer in writers.values():

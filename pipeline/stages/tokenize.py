@@ -1,6 +1,10 @@
 """Stage tokenize — in: data/raw/<name>/, data/raw/<name>.json, reports/validation/corpus/corpus.json —
 params: tokenizer.*, data.split, data.seed, data.val_fraction, data.text_field — out: data/tokenizer/
-(tokenizer.json, plus bpe.tiktoken for BPE).
+(tokenizer.json, plus bpe.tiktoken for BPE, and source.json: the corpus digest and data.* keys it
+was built from).
+
+It refuses, before any work, a corpus that has not passed the corpus gate (by its digest), and a
+corpus with no text.
 
 BPE and word vocabularies learn from the train split only, from at most tokenizer.max_train_chars
 of it: whole pieces (documents, or ~1 MB of a long text) drawn with data.seed, so the sample is
@@ -19,6 +23,7 @@ from folio.tokenizers import TEXT_SEPARATOR, train_tokenizer
 from pipeline import artifacts
 from pipeline.artifacts import corpus, tokenizer as tokenizer_files
 from pipeline.console import log
+from pipeline.errors import StageError
 from pipeline.params import Params
 
 
@@ -52,6 +57,7 @@ def corpus_characters(params: Params, manifest: dict) -> str:
 def main(params: Params) -> None:
     kind = params.tokenizer.kind
     manifest = corpus.record(params.data)
+    corpus.require_validated(params.data, manifest)
     started = time.perf_counter()
     if kind == "char":
         source = corpus_characters(params, manifest)
@@ -59,8 +65,12 @@ def main(params: Params) -> None:
         source = "".join(train_sample(params, manifest))
     else:
         source = ""  # a pretrained tiktoken encoding learns nothing
+    if not source and kind in ("char", "bpe", "word"):
+        raise StageError(f"the corpus {artifacts.raw_dir(params.data.name)} holds no text to learn a {kind} "
+                         "vocabulary from (an empty file, or documents without text); check data.url "
+                         "and data.text_field, then run `folio download`")
     tokenizer = train_tokenizer(kind, source, params.tokenizer.vocab_size)
-    tokenizer_files.save(tokenizer)
+    tokenizer_files.save(tokenizer, params.data, manifest["sha256"])
     learned = f" from {len(source):,} characters" if kind in ("bpe", "word") else ""
     log(f"{kind} tokenizer: {tokenizer.vocab_size:,} tokens{learned} in {time.perf_counter() - started:.2f}s "
         f"-> {artifacts.TOKENIZER_DIR}")

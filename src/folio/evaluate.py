@@ -12,6 +12,13 @@ from folio.device import autocast_for
 from folio.model import GPT
 
 
+def bits_per_byte(nats_per_token: float, tokens: int, text_bytes: int) -> float:
+    """Bits per byte of text: the total bits over `tokens` predicted tokens at a mean loss of
+    `nats_per_token`, over the `text_bytes` UTF-8 bytes those tokens stand for. Unlike the loss per
+    token, it compares models with different tokenizers."""
+    return nats_per_token * tokens / math.log(2) / max(text_bytes, 1)
+
+
 @torch.no_grad()
 def split_loss(model: GPT, tokens, batch_size: int = 32, max_tokens: int | None = None,
                target_bytes=None) -> dict[str, float]:
