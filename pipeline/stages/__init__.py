@@ -16,10 +16,10 @@ STAGES = {
     "download": "Download the corpus (the FOLIO_DATA_MIRROR mirror first, if set) and verify or record its sha256.",
     "validate": "Check the corpus with a Great Expectations suite; write reports/validation/corpus/.",
     "tokenize": "Build the tokenizer from the corpus into data/tokenizer/.",
-    "prepare": "Encode the corpus and split it into data/prepared/{train,val}.bin.",
+    "prepare": "Encode the corpus into data/prepared/: train and val token shards (<split>-NNNNN.bin) and meta.json.",
     "validate_tokens": "Check the prepared tokens with a Great Expectations suite; write reports/validation/tokens/.",
     "train": "Train the GPT (resuming an interrupted run of the same config), tracked in MLflow.",
-    "evaluate": "Loss, bits per character and perplexity of the best checkpoint over the whole val split.",
+    "evaluate": "Loss, bits per byte and per character, and perplexity of the best checkpoint over the val split (at most evaluate.max_tokens tokens, in evenly spaced windows; null = all of it).",
     "sample": "Generate text from sample.prompts into reports/samples.md.",
     "register": "Log the model to MLflow (pyfunc, as code) and register a new version with its model card.",
 }

@@ -1,4 +1,5 @@
-"""Loss over a whole split, every target counted once — deterministic, unlike random batches."""
+"""Loss over a split (every target counted once), or over evenly spaced windows holding about
+max_tokens of it — deterministic, unlike random batches; and bits per byte, the one place it is computed."""
 
 from __future__ import annotations
 
