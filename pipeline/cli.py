@@ -54,7 +54,9 @@ def guarded(name: str, action) -> None:
     try:
         action()
     except KeyboardInterrupt:
-        fail(f"{name}: interrupted; rerun the command to continue (training resumes from its last checkpoint)")
+        if name == "train":
+            fail(f"{name}: interrupted; rerun the command to continue (training resumes from its last checkpoint)")
+        fail(f"{name}: interrupted; rerun the command to run it again (nothing is left half-written)")
     except Exception as caught:
         from pipeline.tracking.access import refusal  # only on a failure: not on every command's start
 

@@ -207,3 +207,17 @@ def test_out_of_memory_names_what_to_lower(project, monkeypatch):
                                  "CUDA out of memory. Tried to allocate 2.00 GiB", "lower train.batch_size",
                                  "train.grad_checkpointing=true")
     assert "torch.compile" not in result.output, line
+
+
+def test_ctrl_c_in_generate_says_nothing_of_training(project, monkeypatch):
+    from pipeline.commands import generate
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generate, "stream", interrupted)
+    monkeypatch.chdir(project)
+    result = CliRunner().invoke(app, ["generate", "ROMEO:"])
+    line = assert_one_line_error(result.exit_code, result.output, "generate", "interrupted",
+                                 "rerun the command to run it again")
+    assert "training" not in line
