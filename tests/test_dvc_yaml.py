@@ -116,3 +116,21 @@ def test_plots_use_an_explicit_step_axis():
     for plot in DVC["train"]["plots"]:
         (options,) = plot.values()
         assert options["x"] == "step"
+
+
+def test_the_committed_lock_names_the_deps_dvc_yaml_declares_and_they_exist():
+    """dvc.lock is what the release step (docs/release.md) commits after `make repro`: it must
+    name exactly the deps dvc.yaml declares now, and every dep that is not an earlier stage's
+    output must exist — else `dvc status` on a fresh clone, and `dvc metrics diff`, speak of other
+    code. A stale lock fails here: run `make repro` and commit dvc.lock with the reports it wrote."""
+    lock = yaml.safe_load((PROJECT / "dvc.lock").read_text())["stages"]
+    assert set(lock) == set(DVC), "dvc.lock and dvc.yaml list other stages: run `make repro`"
+    produced = {_resolve(out) for stage in DVC.values()
+                for out in _paths(stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", []))}
+    for name, stage in lock.items():
+        locked = {dep["path"] for dep in stage.get("deps", [])}
+        declared = {_resolve(dep) for dep in DVC[name]["deps"]}
+        assert locked == declared, (f"dvc.lock's {name} names deps dvc.yaml does not: {sorted(locked - declared)}, "
+                                    f"and misses {sorted(declared - locked)}; run `make repro` and commit dvc.lock")
+        missing = [dep for dep in locked if dep not in produced and not (PROJECT / dep).exists()]
+        assert not missing, f"dvc.lock's {name} names deps that do not exist: {missing}"
