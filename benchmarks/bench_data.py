@@ -1,7 +1,10 @@
 """The data stages at scale: build a corpus of a given size on this machine, run every data stage
-and a short training on it as `folio` processes, and report wall time, MB/s and the peak resident
-memory of each stage's process tree (workers included), then the time of a `dvc repro` with
-nothing changed.
+and a short training on it as `folio` processes, and report wall time and the peak resident
+memory of each stage's process tree (workers included), MB/s of corpus for the stages that read
+the corpus (those whose dvc.yaml deps or outs hold the corpus folder: download, validate,
+tokenize, prepare, and validate_tokens for its round-trip check; the others read tokens,
+checkpoints or the manifest, so corpus bytes over their time would mean nothing), then the time
+of a `dvc repro` with nothing changed.
 
     python benchmarks/bench_data.py --size 1GB            # -> reports/bench_data_1GB.json
     python benchmarks/bench_data.py --size 4GB --keep     # keep the workspace to look around
@@ -37,6 +40,30 @@ SHARD_BYTES = 256 * 10**6
 BENCH_VALIDATE = {"max_distinct_chars": 20000, "max_duplicate_fraction": 0.8, "max_long_line_fraction": 0.01,
                   "max_control_char_fraction": 0.001, "min_printable_fraction": 0.99}
 STAGES = ("download", "validate", "tokenize", "prepare", "validate_tokens", "train", "evaluate", "sample", "register")
+
+
+CORPUS_DIR = "data/raw/${data.name}"  # the corpus files, as dvc.yaml names them
+
+
+def corpus_stages(dvc_yaml: Path = PROJECT / "dvc.yaml") -> set[str]:
+    """The stages that go through the corpus files (download writes them, the others read them):
+    dvc.yaml names the corpus folder among their deps or outs."""
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    return {name for name, stage in stages.items()
+            if CORPUS_DIR in [*stage.get("deps", []), *stage.get("outs", [])]}
+
+
+def corpus_throughput(results: dict, corpus_bytes: int, readers: set[str]) -> None:
+    """Adds mb_per_s (corpus MB over wall seconds) to each stage that reads the corpus; the other
+    stages get None."""
+    for stage, result in results.items():
+        result["mb_per_s"] = round(corpus_bytes / 1e6 / result["seconds"], 1) if stage in readers else None
+
+
+def stage_line(stage: str, result: dict) -> str:
+    mb_per_s = f"{result['mb_per_s']:7.1f} MB/s" if result["mb_per_s"] is not None else f"{'—':>7} MB/s"
+    return (f"{stage:16} {result['seconds']:8.1f} s {mb_per_s} {result['peak_rss_mb']:7,} MB peak RSS   "
+            f"{result['last_line'][:90]}")
 
 
 def parse_size(text: str) -> int:
@@ -189,12 +216,11 @@ def main() -> None:
     try:
         root.mkdir(parents=True)
         make_workspace(root, corpus, args.vocab, args.train_iters)
-        results = {}
+        results, readers = {}, corpus_stages(root / "dvc.yaml")
         for stage in STAGES:
             results[stage] = measured([str(Path(sys.executable).parent / "folio"), stage], root)
-            results[stage]["mb_per_s"] = round(built["bytes"] / 1e6 / results[stage]["seconds"], 1)
-            print(f"{stage:16} {results[stage]['seconds']:8.1f} s {results[stage]['mb_per_s']:7.1f} MB/s "
-                  f"{results[stage]['peak_rss_mb']:7,} MB peak RSS   {results[stage]['last_line'][:90]}", flush=True)
+            corpus_throughput({stage: results[stage]}, built["bytes"], readers)
+            print(stage_line(stage, results[stage]), flush=True)
         anchor = tiktoken_anchor(root, corpus)
         commit = measured([sys.executable, "-m", "dvc", "commit", "-f", "-q"], root)
         noop = measured([sys.executable, "-m", "dvc", "repro"], root)
@@ -205,7 +231,7 @@ def main() -> None:
     report = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB", "corpus": built, "vocab_size": args.vocab,
-        "validate_thresholds": BENCH_VALIDATE,
+        "validate_thresholds": BENCH_VALIDATE, "corpus_stages": sorted(readers),
         "stages": results, "tiktoken_one_thread_mb_per_s": round(anchor, 1),
         "prepare_vs_tiktoken_one_thread": round(results["prepare"]["mb_per_s"] / anchor, 2),
         "dvc_commit_seconds": commit["seconds"], "dvc_repro_noop_seconds": noop["seconds"],

@@ -4,13 +4,18 @@ The anchor is read-only and nanoGPT writes next to itself, so `Anchor()` copies 
 folder, gives it Tiny Shakespeare (its prepare.py then skips the download) and runs its own
 `data/shakespeare_char/prepare.py`. `Anchor.train(...)` runs its `train.py` as a subprocess and
 parses what it prints; `Anchor.model_module()` imports its `model.py` from the copy (for its
-`GPT.generate`, and to score its checkpoint). Nothing of nanoGPT is copied into folio.
+`GPT.generate`, and to score its checkpoint); `Anchor.encode(text)` maps text to its ids through
+the vocabulary its prepare.py wrote (meta.pkl). Nothing of nanoGPT is copied into folio.
+
+`whole_split_loss` is the one function that scores both sides' checkpoints, and `median_step_ms`
+the one that turns both sides' step times into a steady speed.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import pickle
 import re
 import resource
 import shutil
@@ -20,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT.parent / "shared"
@@ -49,9 +56,9 @@ def parse_log(text: str) -> dict:
 
 
 def median_step_ms(iters: list[tuple[int, float, float]], skip: int = 10) -> float:
-    """The median iteration time, leaving out the first `skip` iterations (warm-up; all but
-    iteration 0 in a run shorter than that). Evaluations are in a few iterations' times: the
-    median leaves them out."""
+    """The median iteration time of (iteration from 0, loss, ms) rows, leaving out iterations
+    before `skip` (warm-up; all but iteration 0 in a run shorter than that). Evaluations are in a
+    few iterations' times: the median leaves them out."""
     times = [ms for i, _, ms in iters if i >= skip] or [ms for i, _, ms in iters if i > 0]
     return statistics.median(times)
 
@@ -71,20 +78,27 @@ class Anchor:
                        stdout=subprocess.DEVNULL)
         self.data = self.root / "data" / "shakespeare_char"
 
-    def train(self, args: list[str], out_dir: str = "out") -> dict:
-        """Run its train.py; whole-process wall time, peak RSS, median step, last val loss."""
+    def train(self, args: list[str], out_dir: str = "out", threads: int | None = None) -> dict:
+        """Run its train.py (with `threads` torch threads: OMP_NUM_THREADS); whole-process wall
+        time, peak RSS, its step times, its evaluations (its own estimates, on eval_iters random
+        batches) and its checkpoint: the one it saved last, i.e. its best by those estimates
+        (nanoGPT saves only when the val estimate improves, unless always_save_checkpoint)."""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if threads:
+            env["OMP_NUM_THREADS"] = str(threads)
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         started = time.perf_counter()
         proc = subprocess.run([sys.executable, "train.py", *args, f"--out_dir={out_dir}"], cwd=self.root,
-                              capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                              capture_output=True, text=True, env=env)
         wall = time.perf_counter() - started
         if proc.returncode != 0:
             raise RuntimeError(f"nanoGPT's train.py failed: {proc.stderr.strip().splitlines()[-1:]}")
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         log = parse_log(proc.stdout)
         return {"wall_s": wall, "peak_rss_mb": peak / 1024 if peak > before else None,
-                "median_step_ms": median_step_ms(log["iters"]), "evals": log["evals"],
-                "val_loss": log["evals"][-1][2], "checkpoint": self.root / out_dir / "ckpt.pt"}
+                "iters": log["iters"], "median_step_ms": median_step_ms(log["iters"]), "evals": log["evals"],
+                "val_estimate_last": log["evals"][-1][2], "val_estimate_best": min(e[2] for e in log["evals"]),
+                "checkpoint": self.root / out_dir / "ckpt.pt"}
 
     def model_module(self):
         """nanoGPT's model.py, imported from the copy."""
@@ -104,20 +118,32 @@ class Anchor:
         model.load_state_dict(state)
         return model.eval()
 
+    def encode(self, text: str) -> np.ndarray:
+        """Text as nanoGPT's ids, through the vocabulary its prepare.py saved (meta.pkl)."""
+        stoi = pickle.loads((self.data / "meta.pkl").read_bytes())["stoi"]
+        unknown = set(text) - stoi.keys()
+        if unknown:
+            raise ValueError(f"nanoGPT's vocabulary lacks {len(unknown)} characters of the text, e.g. "
+                             f"{sorted(unknown)[:5]}")
+        return np.array([stoi[c] for c in text], dtype=np.int64)
+
     def cleanup(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
 def whole_split_loss(model, tokens, block_size: int, batch_size: int = 64) -> float:
-    """Mean loss over every target of a split, in consecutive windows, for any model whose
-    forward(x, y) returns (logits, mean loss): nanoGPT's and folio's score alike."""
+    """Mean loss in nats per token over every target of a split (all tokens but the first), in
+    consecutive windows of `block_size`, in float32 on the model's device, for any model whose
+    forward(x, y) returns (logits, mean loss): nanoGPT's and folio's are scored alike."""
     import torch
 
     from folio.data import sequential_windows
 
+    device = next(model.parameters()).device
     total, count = 0.0, 0
     with torch.no_grad():
         for x, y in sequential_windows(tokens, block_size, batch_size):
+            x, y = x.to(device), y.to(device)
             _, loss = model(x, y)
             total += loss.item() * y.numel()
             count += y.numel()

@@ -6,12 +6,18 @@ import statistics
 import time
 
 
-def timed(fn, repeats: int) -> tuple[float, float]:
-    """(best, median) wall time of fn() in seconds, after one untimed warm-up call."""
-    fn()
+def warm_timed(fn, repeats: int) -> tuple[float, float, float]:
+    """(first, best, median) wall time of fn() in seconds: the first call is the warm-up (it
+    compiles, fills caches) and is timed apart; best and median are over `repeats` calls after it."""
     times = []
-    for _ in range(repeats):
+    for _ in range(repeats + 1):
         started = time.perf_counter()
         fn()
         times.append(time.perf_counter() - started)
-    return min(times), statistics.median(times)
+    return times[0], min(times[1:]), statistics.median(times[1:])
+
+
+def timed(fn, repeats: int) -> tuple[float, float]:
+    """(best, median) wall time of fn() in seconds, after one untimed warm-up call."""
+    _, best, median = warm_timed(fn, repeats)
+    return best, median
