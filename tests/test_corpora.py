@@ -287,6 +287,30 @@ def test_evaluate_scores_a_fixed_subset_when_the_val_split_is_larger_than_max_to
     assert whole["subset"] is False and whole["tokens"] > 256
 
 
+def test_bits_per_byte_over_a_val_split_of_several_shards_counts_only_the_predicted_text(project):
+    """No window spans two shards, so the first token of every shard is never predicted: its text
+    is not in the byte count (it used to be, for all but the first shard). BPE: its end-of-text
+    token between documents stands for no text, so counting each predicted target's bytes must
+    give the same total."""
+    from folio.evaluate import bits_per_byte, split_loss, text_bytes
+    from pipeline.artifacts import models, prepared, tokenizer as tokenizer_files
+
+    write_corpus(project / "corpus")
+    p = params("corpus", prepare__shard_tokens=1024, evaluate__max_tokens=None, tokenizer__kind="bpe",
+               tokenizer__vocab_size=300)
+    _through_train(p)
+    evaluate.main(p)
+    val = prepared.load_split("val")
+    assert len(val.lengths) > 2
+    tokenizer = tokenizer_files.load()
+    _, model = models.load_model(tokenizer)
+    counted = split_loss(model, val, 32, target_bytes=text_bytes(tokenizer))
+    metrics = json.loads(artifacts.METRICS.read_text())["val"]
+    assert metrics["tokens"] == counted["n_tokens"] == len(val) - len(val.lengths)
+    assert metrics["bits_per_byte"] == pytest.approx(
+        bits_per_byte(counted["loss"], counted["n_tokens"], counted["n_bytes"]), rel=1e-9)
+
+
 def test_another_split_of_the_corpus_is_another_run(project):
     """data.seed picks other val documents: the run in models/ is not resumed on them but moved aside."""
     write_corpus(project / "corpus")

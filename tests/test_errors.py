@@ -221,3 +221,8 @@ def test_ctrl_c_in_generate_says_nothing_of_training(project, monkeypatch):
     line = assert_one_line_error(result.exit_code, result.output, "generate", "interrupted",
                                  "rerun the command to run it again")
     assert "training" not in line
+
+
+def test_an_unknown_tiktoken_encoding(project):
+    code, output = folio(project, "tokenize", "--set", "tokenizer.kind=tiktoken:nope")
+    assert_one_line_error(code, output, "tokenize", "unknown tiktoken encoding 'nope'", "use one of: ", "gpt2")

@@ -299,11 +299,15 @@ def test_train_stage_fine_tunes_from_a_checkpoint_and_a_registered_model(stage_p
     from pipeline.stages import prepare, tokenize
     from pipeline.stages import train as train_stage
     from pipeline.tracking import registry
+    from tests.conftest import record_gate_passes
     from pipeline.params import SampleParams
 
     base_params = _params()
-    for stage in (tokenize, prepare, train_stage):
-        stage.main(base_params)
+    record_gate_passes(base_params)
+    tokenize.main(base_params)
+    prepare.main(base_params)
+    record_gate_passes(base_params)
+    train_stage.main(base_params)
     (stage_project / "checkpoints").mkdir()
     shutil.copyfile(artifacts.BEST_CKPT, stage_project / "checkpoints" / "base.pt")
     base = checkpoint.load(stage_project / "checkpoints" / "base.pt")

@@ -1,5 +1,5 @@
 """Every registered number belongs to the weights it describes: reports/metrics.json names the
-weights evaluate scored (their digest, step and training run); register refuses metrics of other
+weights evaluate scored (their digest, step and the training run's fingerprint); register refuses metrics of other
 weights in one line naming both; a version is tagged with its weights' digest, and registering the
 same weights again — a rerun after a failure part way, or after only the samples changed —
 completes and updates that version instead of adding a duplicate."""
@@ -47,7 +47,7 @@ def test_metrics_name_the_weights_they_scored(project):
     run = json.loads((project / artifacts.RUN_INFO).read_text())
     assert metrics["checkpoint"] == {"file": "models/best.pt", "step": best["step"],
                                      "weights_digest": checkpoint.weights_digest(best),
-                                     "run_id": run["run_id"], "run_name": run["run_name"]}
+                                     "run_fingerprint": run["fingerprint"]}
 
 
 def test_register_refuses_the_metrics_of_other_weights(project):

@@ -4,8 +4,9 @@ tokenizer: checked before any work) — params: evaluate.batch_size, evaluate.ma
 (also logged to the training run).
 
 metrics.json names what it scored: the checkpoint file, its step, the digest of its weights
-(folio.checkpoint.weights_digest) and the MLflow run that trained it, so register can refuse
-metrics that belong to other weights.
+(folio.checkpoint.weights_digest) and the fingerprint of the training run (models/run.json's, and
+its MLflow run's `fingerprint` tag), so register can refuse metrics that belong to other weights.
+Both are functions of the inputs, so metrics.json stays byte for byte the same in any clone.
 
 The whole val split, or for a larger one a fixed subset of about evaluate.max_tokens tokens in
 windows evenly spaced over it (the same windows in every run, so runs compare). Beside the loss per
@@ -17,26 +18,12 @@ and bits per character.
 from __future__ import annotations
 
 from folio.checkpoint import weights_digest
-from folio.evaluate import bits_per_byte, split_loss
-from folio.tokenizers import end_of_text_id
+from folio.evaluate import bits_per_byte, split_loss, text_bytes
 from pipeline import artifacts
 from pipeline.tracking import store
 from pipeline.artifacts import models, prepared, reports, tokenizer as tokenizer_files
 from pipeline.console import log
 from pipeline.params import Params
-
-
-def text_bytes(tokenizer):
-    """ids -> the UTF-8 bytes of the text they stand for (an end-of-text token: none)."""
-    eot = end_of_text_id(tokenizer)
-    decode_bytes = getattr(tokenizer, "decode_bytes", None)
-
-    def count(ids: list[int]) -> int:
-        if decode_bytes is None:
-            return len(tokenizer.decode(ids).encode("utf-8"))
-        return len(decode_bytes([i for i in ids if i != eot]))
-
-    return count
 
 
 def main(params: Params) -> None:
@@ -49,10 +36,11 @@ def main(params: Params) -> None:
     whole = params.evaluate.max_tokens is None or params.evaluate.max_tokens >= len(val_tokens)
     result = split_loss(model, val_tokens, params.evaluate.batch_size, None if whole else params.evaluate.max_tokens,
                         target_bytes=None if whole else text_bytes(tokenizer))
-    if whole:  # every val token but the first is predicted: leave its text out of the byte and char counts
-        first = tokenizer.decode(val_tokens.head(1).tolist())
-        predicted_bytes = meta["val_bytes"] - len(first.encode("utf-8"))
-        predicted_chars = meta["val_chars"] - len(first)
+    if whole:  # every val token but the first of each shard is predicted: leave their text out
+        count = text_bytes(tokenizer)
+        firsts = [val_tokens.read(shard, 0, 1).tolist() for shard, n in enumerate(val_tokens.lengths) if n]
+        predicted_bytes = meta["val_bytes"] - sum(count(ids) for ids in firsts)
+        predicted_chars = meta["val_chars"] - sum(len(tokenizer.decode(ids)) for ids in firsts if count(ids))
     else:  # the subset's chars, estimated from its bytes at the split's ratio
         predicted_bytes = result["n_bytes"]
         predicted_chars = predicted_bytes * meta["val_chars"] / max(meta["val_bytes"], 1)
@@ -69,9 +57,11 @@ def main(params: Params) -> None:
         },
         "tokenizer": {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size,
                       "bytes_per_token": meta["bytes_per_token"]},
+        # what was scored, deterministically: the weights, and the training run by its fingerprint
+        # (run.json's, the MLflow run's `fingerprint` tag) — not its MLflow id, which differs by clone
         "checkpoint": {"file": str(artifacts.BEST_CKPT), "step": state["step"],
-                       "weights_digest": weights_digest(state), "run_id": run_id,
-                       "run_name": (models.read_run_info() or {}).get("run_name")},
+                       "weights_digest": weights_digest(state),
+                       "run_fingerprint": (models.read_run_info() or {}).get("fingerprint")},
     }
     reports.write_metrics(metrics)
     val = metrics["val"]

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from folio.data import sequential_windows
 from folio.device import autocast_for
 from folio.model import GPT
+from folio.tokenizers import end_of_text_id
 
 
 def bits_per_byte(nats_per_token: float, tokens: int, text_bytes: int) -> float:
@@ -18,6 +19,19 @@ def bits_per_byte(nats_per_token: float, tokens: int, text_bytes: int) -> float:
     `nats_per_token`, over the `text_bytes` UTF-8 bytes those tokens stand for. Unlike the loss per
     token, it compares models with different tokenizers."""
     return nats_per_token * tokens / math.log(2) / max(text_bytes, 1)
+
+
+def text_bytes(tokenizer):
+    """ids -> the UTF-8 bytes of the text they stand for (an end-of-text token: none)."""
+    eot = end_of_text_id(tokenizer)
+    decode_bytes = getattr(tokenizer, "decode_bytes", None)
+
+    def count(ids: list[int]) -> int:
+        if decode_bytes is None:
+            return len(tokenizer.decode(ids).encode("utf-8"))
+        return len(decode_bytes([i for i in ids if i != eot]))
+
+    return count
 
 
 @torch.no_grad()

@@ -16,6 +16,10 @@ from folio.errors import FolioError
 from folio.tokenizers.bpe import TiktokenTokenizer
 
 
+class UnknownEncoding(FolioError, ValueError):
+    """tiktoken has no encoding of that name."""
+
+
 class PretrainedFilesMissing(FolioError, FileNotFoundError):
     pass
 
@@ -51,7 +55,8 @@ def _offline() -> Iterator[None]:
 
 def load_pretrained(name: str) -> TiktokenTokenizer:
     if name not in tiktoken.list_encoding_names():
-        raise ValueError(f"unknown tiktoken encoding {name!r}; known: {tiktoken.list_encoding_names()}")
+        raise UnknownEncoding(f"unknown tiktoken encoding {name!r}; use one of: "
+                              f"{', '.join(tiktoken.list_encoding_names())}")
     try:
         with _offline():
             encoding = tiktoken.get_encoding(name)
