@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from folio.data import split_text
+from folio.splits import BOUNDARY, split_stream, tail_plan
 from folio.evaluate import split_loss
 from folio.model import GPT, GPTConfig
 from folio.tokenizers import CharTokenizer
@@ -59,8 +59,11 @@ def flops_per_token(cfg: GPTConfig, n_params: int) -> float:
 def corpus_tokens(val_fraction: float = 0.1):
     text = CORPUS.read_text(encoding="utf-8")
     tok = CharTokenizer.train(text)
-    train_text, val_text = split_text(text, val_fraction)
-    return tok, torch.tensor(tok.encode(train_text)), torch.tensor(tok.encode(val_text))
+    parts = {"train": [], "val": []}  # the pipeline's tail split of one text
+    for split, piece in split_stream([(text, True)], tail_plan(len(text), val_fraction)):
+        if piece is not BOUNDARY:
+            parts[split].append(piece)
+    return tok, *(torch.tensor(tok.encode("".join(parts[split]))) for split in ("train", "val"))
 
 
 def trainer_for(model_kw: dict, train_kw: dict, out_dir: Path) -> Trainer:

@@ -7,12 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from folio.data import ShardWriter, TokenSplit, WindowSampler, sequential_windows, split_text, token_dtype
-
-
-def test_split_keeps_the_tail_as_val():
-    train, val = split_text("abcdefghij" * 10, 0.1)
-    assert train == "abcdefghij" * 9 and val == "abcdefghij"
+from folio.data import ShardWriter, TokenSplit, WindowSampler, sequential_windows, token_dtype
 
 
 def _round_trip(tmp_path, ids, dtype):

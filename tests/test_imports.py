@@ -1,19 +1,21 @@
-"""Imports in src/folio go one way: no module takes part in an import circle. Every import
-statement counts, at module level or inside a function (pipeline/code_deps.py reads them, as it
-does for dvc.yaml's code deps), so a lazy import cannot hide a circle."""
+"""Imports in src/folio and in pipeline/ go one way: no module takes part in an import circle.
+Every import statement counts, at module level or inside a function (pipeline/code_deps.py reads
+them, as it does for dvc.yaml's code deps), so a lazy import cannot hide a circle. And no function
+or class there is kept alive only by tests or benchmarks."""
 
 from __future__ import annotations
 
+import ast
+
+import pytest
+
 from pipeline import code_deps
 
-LIBRARY = code_deps.PACKAGES["folio"]
-
-
-def _modules() -> list[str]:
-    """Every module of src/folio by name: folio, folio.model, folio.tokenizers, ..."""
-    names = []
-    for path in sorted(LIBRARY.rglob("*.py")):
-        parts = ("folio",) + path.relative_to(LIBRARY).with_suffix("").parts
+def _modules(package: str = "folio") -> list[str]:
+    """Every module of a project package by name: folio, folio.model, folio.tokenizers, ..."""
+    names, root = [], code_deps.PACKAGES[package]
+    for path in sorted(root.rglob("*.py")):
+        parts = (package,) + path.relative_to(root).with_suffix("").parts
         names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     return names
 
@@ -54,6 +56,30 @@ def test_the_walker_sees_imports_inside_functions_and_finds_circles(tmp_path):
     assert _circles({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
 
 
-def test_no_library_module_takes_part_in_an_import_circle():
-    circles = _circles(_graph(_modules()))
+@pytest.mark.parametrize("package", ["folio", "pipeline"])
+def test_no_module_takes_part_in_an_import_circle(package):
+    circles = _circles(_graph(_modules(package)))
     assert not circles, "import circles: " + "; ".join(" -> ".join(c) for c in circles)
+
+
+def test_no_function_or_class_is_kept_alive_only_by_tests():
+    """Every module-level function and class of src/folio and pipeline/ is used by the library or
+    the application themselves (a call, a reference, an import, an attribute): one that only tests
+    or benchmarks use is dead code with a test holding it up. Decorated ones are registered by
+    their decorator (the CLI's commands)."""
+    sources = sorted(code_deps.PACKAGES["folio"].rglob("*.py")) + sorted(code_deps.PACKAGES["pipeline"].rglob("*.py"))
+    used, defined = set(), []
+    for path in sources:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                used.add(node.id)
+            elif isinstance(node, ast.Attribute):
+                used.add(node.attr)
+            elif isinstance(node, ast.alias):
+                used.add(node.name.rpartition(".")[2])
+        defined += [(path.relative_to(code_deps.ROOT), node.name) for node in tree.body
+                    if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.decorator_list
+                    and not node.name.startswith("_")]
+    dead = [f"{path}: {name}" for path, name in defined if name not in used]
+    assert not dead, f"used only outside src/ and pipeline/ (tests, benchmarks): {dead}"

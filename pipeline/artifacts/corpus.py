@@ -40,10 +40,12 @@ def digest(entries: list[dict]) -> str:
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
-def make_manifest(entries: list[dict], source: str, pinned: bool) -> dict:
-    return {"sha256": digest(entries), "bytes": sum(e["bytes"] for e in entries),
-            "documents": sum(e["documents"] for e in entries), "files": entries,
-            "source": source, "pinned": pinned}
+def make_manifest(entries: list[dict], source: str, pinned: bool, skipped: list[str] | None = None) -> dict:
+    """`skipped`: of a directory corpus, its files of no known format (None: not a directory)."""
+    manifest = {"sha256": digest(entries), "bytes": sum(e["bytes"] for e in entries),
+                "documents": sum(e["documents"] for e in entries), "files": entries,
+                "source": source, "pinned": pinned}
+    return manifest if skipped is None else {**manifest, "skipped": skipped}
 
 
 def write_record(name: str, record: dict) -> None:

@@ -149,7 +149,7 @@ def build_suite(params: Params, tokenizer, counts: dict, stats: dict, windows, v
     p, vocab, fraction = params.validate_tokens, tokenizer.vocab_size, params.data.val_fraction
     least = params.model.block_size + 1
     low, high = fraction * (1 - p.val_fraction_tolerance), fraction * (1 + p.val_fraction_tolerance)
-    if stats["split"] == "tail":  # split_text rounds the val part to a whole character: allow that, and float error
+    if stats["split"] == "tail":  # the tail split rounds the val part to a whole character: allow that, and float error
         rounding = 1.0 / max(stats["total_chars"], 1) + 1e-9
         char_low, char_high, char_threshold = fraction - rounding, fraction + rounding, f"= {percent(fraction)}"
     else:

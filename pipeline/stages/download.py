@@ -176,9 +176,7 @@ def main(params: Params) -> None:
             entries, source = gather_files(listing.base, listing.files, staging, data), data.url
         else:
             entries, source = fetch_one(staging, data)
-        manifest = corpus.make_manifest(entries, source, bool(data.sha256))
-        if listing and listing.skipped is not None:
-            manifest["skipped"] = listing.skipped
+        manifest = corpus.make_manifest(entries, source, bool(data.sha256), listing.skipped if listing else None)
         if data.sha256 and manifest["sha256"] != data.sha256:
             mismatch = DownloadError(f"sha256 mismatch for {data.url}: expected {data.sha256}, got "
                                      f"{manifest['sha256']} (the manifest's digest over {len(entries):,} files)")

@@ -28,14 +28,6 @@ class SplitTooShort(FolioError, ValueError):
     """A split holds fewer tokens than one training window."""
 
 
-def split_text(text: str, val_fraction: float) -> tuple[str, str]:
-    """Split into (train, val) text, the tail as val, so val text never precedes train text."""
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    n_val = int(round(len(text) * val_fraction))
-    return text[: len(text) - n_val], text[len(text) - n_val :]
-
-
 def token_dtype(vocab_size: int) -> np.dtype:
     """uint16 when every id fits (halves disk and RAM), uint32 otherwise."""
     return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)

@@ -126,7 +126,7 @@ class Trainer:
     """One training run: set up in __init__, `fit()` to train, `snapshot()` for checkpoints."""
 
     def __init__(self, model, train_tokens, val_tokens, cfg: TrainConfig, out_dir, *,
-                 tokenizer_info: dict, callback=None, resume: dict | None = None,
+                 tokenizer_info: dict, callback: TrainingCallback | None = None, resume: dict | None = None,
                  meta: dict | None = None, log=print):
         self.cfg, self.out_dir, self.log = cfg, Path(out_dir), log
         self.callback = callback or NullCallback()
