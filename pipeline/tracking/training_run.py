@@ -39,7 +39,8 @@ def checkpoint_backed_up(folder: Path) -> str | None:
     if not best.exists():
         return f"it holds no {best.name} to compare"
     try:
-        with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
+        artifacts.STATE_DIR.mkdir(parents=True, exist_ok=True)  # the workspace's disk, not models/
+        with tempfile.TemporaryDirectory(dir=artifacts.STATE_DIR, prefix="verify-") as tmp:
             copy = store.mlflow().artifacts.download_artifacts(
                 run_id=info["run_id"], artifact_path=f"{CHECKPOINT_ARTIFACTS}/{best.name}", dst_path=tmp)
             same = sha256_of(Path(copy)) == sha256_of(best)
