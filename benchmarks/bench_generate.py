@@ -31,6 +31,17 @@ over the bytes of the predicted tokens, counted by `folio.evaluate.text_bytes`, 
 is missing, the report says so in place of those lines, naming it and the stage that makes it.
 Writes reports/bench_generate.md and reports/bench_generate.json.
 Target (issue #14): >= 25x nanoGPT at batch 1.
+
+    python benchmarks/bench_generate.py --options [--lengths 200 5000] [--repeats 2]
+
+`--options` times, instead, what `folio generate` users choose between: plain, `--quantize int8`,
+`--compile` and both, each run as its own `folio generate --json` process (as a user runs it, so
+every compiled run pays its compile), on the default model (params.yaml's, the trained
+models/best.pt when present) and on the 10.8M model of presets/gpu-shakespeare.yaml (random weights
+of its shape), at each of --lengths new tokens from the prompt "ROMEO:", temperature 0.8, top-k 200,
+seed 1. Per run: the generation seconds `folio generate` reports (compiling included) and the
+process's wall time (importing torch and loading the model too); the median of --repeats.
+Writes reports/bench_generate_options.md and .json.
 """
 
 from __future__ import annotations
@@ -40,7 +51,12 @@ import contextlib
 import json
 import os
 import platform
+import resource
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -51,7 +67,9 @@ from folio.generate import GenerationConfig, generate_ids
 from folio.model import GPT, GPTConfig
 from folio.quantize import Int8Linear, quantize_int8
 from nanogpt import Anchor, AnchorMissing
-from pipeline.artifacts import BEST_CKPT, MissingArtifact, models, prepared
+from folio import checkpoint
+from pipeline import params as params_module
+from pipeline.artifacts import BEST_CKPT, TOKENIZER_DIR, MissingArtifact, models, prepared
 from pipeline.artifacts import tokenizer as tokenizer_files
 from pipeline.errors import StageError
 from timing import timed, warm_timed
@@ -320,6 +338,108 @@ def markdown(args, machine: dict, speed: list[dict], quality_section: dict) -> s
     return "\n".join(lines + quality_markdown(quality_section)) + "\n"
 
 
+OPTIONS = {"plain": [], "int8": ["--quantize", "int8"], "compile": ["--compile"],
+           "int8 + compile": ["--quantize", "int8", "--compile"]}
+OPTIONS_PROMPT = "ROMEO:"
+PRESET_10M = Path("presets/gpu-shakespeare.yaml")
+
+
+def option_models(tmp: Path) -> list[tuple[str, Path]]:
+    """(what, checkpoint) of the two models `--options` times: the default model (models/best.pt
+    when it is params.yaml's shape, else random weights of that shape) and the 10.8M preset's shape
+    with random weights (speed does not depend on the weights), both over data/tokenizer/."""
+    tokenizer = tokenizer_files.load()
+    info = {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size, "digest": tokenizer.digest}
+    found = []
+    for what, params_file in (("default model (params.yaml)", Path("params.yaml")),
+                              ("10.8M model (presets/gpu-shakespeare.yaml)", PRESET_10M)):
+        config = params_module.model_config(params_module.load(params_file), tokenizer.vocab_size)
+        if params_file.name == "params.yaml" and BEST_CKPT.exists() and \
+                checkpoint.load(BEST_CKPT)["model_config"] == config.to_dict():
+            found.append((f"{what}, trained {BEST_CKPT}", BEST_CKPT))
+            continue
+        torch.manual_seed(0)
+        model = GPT(config)
+        path = tmp / f"{params_file.stem}.pt"
+        checkpoint.save(path, {"model": model.state_dict(), "model_config": config.to_dict(), "step": 0,
+                               "tokenizer": info})
+        found.append((f"{what}, random weights, {model.num_params() / 1e6:.1f}M parameters", path))
+    return found
+
+
+def folio_generate_seconds(ckpt: Path, new_tokens: int, flags: list[str], threads: int | None) -> dict:
+    """One `folio generate --json` process: the generation seconds it reports, its wall time and
+    its CPU time (user + system, all threads: less sensitive than wall time to other work on the
+    machine)."""
+    command = [str(Path(sys.executable).with_name("folio")), "generate", OPTIONS_PROMPT, "--checkpoint", str(ckpt),
+               "--tokenizer", str(TOKENIZER_DIR), "--max-new-tokens", str(new_tokens), "--seed", "1",
+               "--temperature", "0.8", "--top-k", "200", "--json", *flags]
+    if threads:
+        command += ["--threads", str(threads)]
+    before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    if done.returncode != 0:
+        sys.exit(f"error: {' '.join(command)} failed: {done.stderr.strip().splitlines()[-1]}")
+    out = json.loads(done.stdout)
+    return {"generate_s": out["seconds"], "wall_s": wall, "cpu_s": cpu,
+            "new_tokens": out["completions"][0]["new_tokens"]}
+
+
+def option_rows(lengths: list[int], repeats: int, threads: int | None) -> list[dict]:
+    """Every (model, length, option), each the median of `repeats` fresh processes; the options
+    take turns (plain, int8, compile, both, plain, ...), so that other work on the machine falls
+    on all of them alike."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for what, ckpt in option_models(Path(tmp)):
+            for n in lengths:
+                runs = {option: [] for option in OPTIONS}
+                for _ in range(repeats):
+                    for option, flags in OPTIONS.items():
+                        runs[option].append(folio_generate_seconds(ckpt, n, flags, threads))
+                        r = runs[option][-1]
+                        print(f"{what}, {n} tokens, {option}: {r['generate_s']:.2f} s generating, "
+                              f"{r['wall_s']:.2f} s wall, {r['cpu_s']:.2f} s CPU", flush=True)
+                rows += [{"model": what, "new_tokens": n, "option": option, "runs": runs[option],
+                          **{key: statistics.median(r[key] for r in runs[option])
+                             for key in ("generate_s", "wall_s", "cpu_s")}} for option in OPTIONS]
+    return rows
+
+
+def options_markdown(machine: dict, rows: list[dict], repeats: int) -> str:
+    threads = f" --threads {machine['threads']}" if machine.get("threads_set") else ""
+    lines = ["# folio generate: plain, int8, compile", "",
+             f"`python benchmarks/bench_generate.py --options{threads}` — {machine['cpu']}, {machine['cores']} cores, "
+             f"{machine['threads']} torch thread(s), torch {machine['torch']}; load average {machine['load_before']:.2f} before, "
+             f"{machine['load_after']:.2f} after. Each cell: the median of {repeats} `folio generate --json` "
+             f"processes, prompt {OPTIONS_PROMPT!r}, temperature 0.8, top-k 200, seed 1; \"generating\" is the "
+             "seconds it reports (compiling included), \"wall\" the whole process (torch import, loading), "
+             "\"CPU\" the process's user + system time over all its threads.", "",
+             "| model | new tokens | option | generating | wall | CPU | vs plain (generating) |",
+             "|---|---|---|---|---|---|---|"]
+    plain = {(r["model"], r["new_tokens"]): r["generate_s"] for r in rows if r["option"] == "plain"}
+    for r in rows:
+        ratio = plain[(r["model"], r["new_tokens"])] / r["generate_s"]
+        lines.append(f"| {r['model']} | {r['new_tokens']} | {r['option']} | {r['generate_s']:.2f} s | "
+                     f"{r['wall_s']:.2f} s | {r['cpu_s']:.2f} s | {ratio:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def options_main(args) -> None:
+    machine = {"cpu": cpu_name(), "cores": len(os.sched_getaffinity(0)), "torch": torch.__version__,
+               "threads": args.threads or torch.get_num_threads(), "threads_set": bool(args.threads),
+               "load_before": os.getloadavg()[0]}
+    rows = option_rows(args.lengths, args.repeats, args.threads)
+    machine["load_after"] = os.getloadavg()[0]
+    out = args.out if args.out != Path("reports/bench_generate.md") else Path("reports/bench_generate_options.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(options_markdown(machine, rows, args.repeats))
+    out.with_suffix(".json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
+    print(out.read_text())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -329,7 +449,13 @@ def main() -> None:
                         help="a folio workspace with a trained checkpoint and its data/ (the int8 quality lines)")
     parser.add_argument("--checkpoint", type=Path, default=BEST_CKPT, help="in the workspace")
     parser.add_argument("--out", type=Path, default=Path("reports/bench_generate.md"))
+    parser.add_argument("--options", action="store_true",
+                        help="time folio generate's plain, int8, compile and int8 + compile instead (see above)")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[200, 5000],
+                        help="--options: new tokens per run, a short and a long generation")
     args = parser.parse_args()
+    if args.options:
+        return options_main(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     machine = {"cpu": cpu_name(), "cores": len(os.sched_getaffinity(0)),

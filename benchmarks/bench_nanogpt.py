@@ -22,7 +22,12 @@ nanoGPT's prepare.py is). Then both are scored the same way: each side's best ch
 with its lowest val estimate, as each trainer saves it), on the same val text (folio's val split,
 read through the pipeline's reader, and the same characters in nanoGPT's ids), by one function
 (`nanogpt.whole_split_loss`, float32). The goal: folio's whole-val loss <= nanoGPT's in <= half
-its wall time. `gpu` does the same with nanoGPT's GPU recipe and presets/gpu-shakespeare.yaml.
+its wall time. `gpu` does the same with nanoGPT's GPU recipe and presets/gpu-shakespeare.yaml,
+like for like (`gpu_settings`): both sides train in the dtype folio's rule picks for the GPU
+(nanoGPT through --dtype), both compile, neither uses deterministic kernels (folio:
+train.deterministic=false), and MFU is taken against the matmul peak of the dtype the hardware
+runs (an emulated bf16 against the fp16 peak), measured in the same run. Each ratio is reported
+with those settings beside it, and each checkpoint's record of them is checked.
 
 Each writes a JSON report to reports/ and appends a line to reports/bench_nanogpt.md (gpu only
 outside --dry-run).
@@ -45,22 +50,28 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-import yaml
+try:  # an interpreter without the project installed: one line, not a traceback
+    import numpy as np
+    import torch
+    import yaml
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_train import corpus_tokens, flops_per_token, matmul_peak  # noqa: E402
-from nanogpt import (CORPUS, CPU_BATCH, CPU_MODEL, CPU_RECIPE, PROJECT, Anchor, AnchorMissing,  # noqa: E402
-                     median_step_ms, whole_split_loss)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_train import corpus_tokens, flops_per_token, matmul_peak
+    from nanogpt import (CORPUS, CPU_BATCH, CPU_MODEL, CPU_RECIPE, PROJECT, Anchor, AnchorMissing,
+                         median_step_ms, whole_split_loss)
 
-from folio.config import GPTConfig, TrainConfig  # noqa: E402
-from folio.evaluate import bits_per_byte  # noqa: E402
-from folio.model import create_model  # noqa: E402
-from folio.train import Trainer  # noqa: E402
-from pipeline.artifacts import LAST_CKPT, models, prepared  # noqa: E402
-from pipeline.artifacts import tokenizer as tokenizer_files  # noqa: E402
-from pipeline.errors import StageError  # noqa: E402
+    from folio.config import GPTConfig, TrainConfig
+    from folio.device import Hardware, decide_dtype, native_bf16, torch_hardware
+    from folio.evaluate import bits_per_byte
+    from folio.model import create_model
+    from folio.train import Trainer
+    from pipeline import params as folio_params
+    from pipeline.artifacts import LAST_CKPT, models, prepared
+    from pipeline.artifacts import tokenizer as tokenizer_files
+    from pipeline.errors import StageError
+except ModuleNotFoundError as err:
+    sys.exit(f"error: {err.name} is not installed for {sys.executable}; install the project in its "
+             "environment (make setup), or run this with the interpreter that has it")
 
 REPORTS = PROJECT / "reports"
 DATA_STAGES = ("download", "validate", "tokenize", "prepare", "validate_tokens")
@@ -260,10 +271,13 @@ def run_folio(root: Path, preset: Path, overrides: list[str]) -> dict:
         last = models.load_checkpoint(LAST_CKPT)
     cfg, train = last["model_config"], last["train_config"]
     tokens_per_step = train["batch_size"] * train["grad_accum_steps"] * cfg["block_size"]
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
     return {"wall_s": wall, "steps": last["step"], "train_seconds": last["train_seconds"],
             "val_estimate_best": last["best_val_loss"], "tokens_per_step": tokens_per_step,
             "tokens_per_sec": eval_tokens_per_sec(last["history"], tokens_per_step), "config": cfg,
-            "log_tail": (proc.stdout + proc.stderr).strip().splitlines()[-3:]}
+            "trained_with": {k: train[k] for k in ("device", "dtype", "compile", "deterministic")},
+            "warnings": [line.strip() for line in lines if line.strip().startswith("warning:")],
+            "log_tail": lines[-3:]}
 
 
 def run_nanogpt(anchor: Anchor, recipe: list[str]) -> dict:
@@ -305,7 +319,8 @@ def score_best_checkpoints(anchor: Anchor, root: Path, nano: dict, ours: dict, d
     """Both best checkpoints on the same val text by whole_split_loss, in float32 on `device`;
     adds whole_val_loss and whole_val_bits_per_byte to each side and returns how they were scored."""
     val = shared_val(anchor, root)
-    nano_model = anchor.load_checkpoint(nano.pop("checkpoint"))
+    nano_model, nano_config = anchor.load_checkpoint(nano.pop("checkpoint"))
+    nano["trained_with"] = {k: nano_config[k] for k in ("device", "dtype", "compile")}
     with contextlib.chdir(root):
         state, folio_model = models.load_model(tokenizer_files.load())  # models/best.pt
     nano["params"] = nano_model.get_num_params(non_embedding=False)
@@ -323,6 +338,7 @@ def score_best_checkpoints(anchor: Anchor, root: Path, nano: dict, ours: dict, d
 
 def side_by_side(nano_recipe: list[str], preset: Path, overrides: list[str], device: str = "cpu") -> dict:
     """nanoGPT's recipe and folio's preset, each timed as one process, then scored alike."""
+    folio_params.load(PROJECT / preset, overrides)  # a bad preset or override: one line, before nanoGPT's minutes
     folio_command()  # before nanoGPT's minutes, not after
     anchor, root = Anchor(), None
     try:
@@ -368,36 +384,178 @@ def speedrun(args) -> None:
            f"{verdict})")
 
 
+# ---- gpu: nanoGPT's GPU recipe beside presets/gpu-shakespeare.yaml, like for like -------------
+
 # nanoGPT's Shakespeare GPU recipe as its README runs it (6 layers, width 384, block 256, batch 64,
-# dropout 0.2, 5000 steps, bf16 autocast, compiled) and folio's preset of the same recipe
+# dropout 0.2, 5000 steps, compiled) and folio's preset of the same recipe; the device, dtype,
+# compilation and determinism of both come from gpu_settings
 GPU_RECIPE = ["config/train_shakespeare_char.py"]
 GPU_PRESET = Path("presets/gpu-shakespeare.yaml")
 # --dry-run: a few steps of a small model on the CPU, to check the script end to end
 DRY_RUN_SIZE = {"n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 32}
 DRY_RUN_TRAIN = {"max_iters": 4, "eval_interval": 2, "eval_iters": 2, "batch_size": 4, "warmup_iters": 1}
-NANO_DRY_RUN = ["--device=cpu", "--compile=False", "--log_interval=1", "--lr_decay_iters=4",
-                *(f"--{k}={v}" for k, v in {**DRY_RUN_SIZE, **DRY_RUN_TRAIN}.items() if k != "warmup_iters"),
-                "--warmup_iters=1"]
-FOLIO_DRY_RUN = ["train.device=cpu", "train.compile=false",
-                 *(f"model.{k}={v}" for k, v in DRY_RUN_SIZE.items()),
+NANO_DRY_RUN = ["--log_interval=1", "--lr_decay_iters=4",
+                *(f"--{k}={v}" for k, v in {**DRY_RUN_SIZE, **DRY_RUN_TRAIN}.items())]
+FOLIO_DRY_RUN = [*(f"model.{k}={v}" for k, v in DRY_RUN_SIZE.items()),
                  *(f"train.{k}={v}" for k, v in DRY_RUN_TRAIN.items())]
 GPU_GOAL = "whole-val loss <= nanoGPT's in less wall time; best checkpoints, the same val text, one function"
+# the matmul each MFU peak is measured with: its dtype, and whether float32 matmuls may use TF32
+PEAKS = {"bf16": (torch.bfloat16, False), "fp16": (torch.float16, False), "tf32": (torch.float32, True),
+         "fp32": (torch.float32, False)}
+# what the two tokens/s figures still measure differently, and the two wall times
+TOKENS_DIFFER = ("nanoGPT: the median of its printed step times (every log_interval-th step, on the host "
+                 "clock, read before its loss is synced from the device); folio: the tokens of its steps between "
+                 "its first evaluation after step 0 and its last, over its training time between them "
+                 "(evaluations left out); each side's own loop and batch sampler (AdamW: fused on both on CUDA; "
+                 "in the CPU dry run folio's fused, nanoGPT's single-tensor)")
+WALL_DIFFER = ("each whole process: start-up, compilation, training, evaluations, checkpoints; folio's also "
+               "logs to MLflow (a local SQLite store); each side's data prepared before, untimed")
+LOSS_DIFFER = ("none in the measure (one function, float32, the same val text, each side's best checkpoint); "
+               "each side's own random draws (initial weights, batches, dropout)")
 
 
-def matmul_peak_on(device: str, dtype=torch.bfloat16) -> float:
-    """GFLOP/s of a square bf16 matmul on the device (8192 on a GPU, 2048 on a CPU)."""
+@dataclasses.dataclass(frozen=True)
+class GpuSettings:
+    """What the GPU check sets alike on both sides, with why, and the matmul peak (a key of PEAKS)
+    that both sides' MFU is taken against, with why."""
+
+    device: str
+    dtype: str
+    dtype_reason: str
+    compile: bool
+    peak: str
+    peak_reason: str
+    deterministic: bool = False  # nanoGPT asks for no deterministic kernels, so folio does not either
+
+    def nanogpt_args(self) -> list[str]:
+        return [f"--device={self.device}", f"--dtype={self.dtype}", f"--compile={self.compile}"]
+
+    def folio_overrides(self) -> list[str]:
+        return [f"train.device={self.device}", f"train.dtype={self.dtype}",
+                f"train.compile={str(self.compile).lower()}", f"train.deterministic={str(self.deterministic).lower()}"]
+
+    def held_equal(self) -> str:
+        """The settings both sides train with, in a few words (each comparison's `held equal`)."""
+        return (f"{self.device}, {self.dtype}, {'compiled' if self.compile else 'eager'}, deterministic kernels "
+                f"{'on' if self.deterministic else 'off'}")
+
+    def reasons(self) -> list[str]:
+        return [f"dtype {self.dtype}: {self.dtype_reason}",
+                f"deterministic kernels {'on' if self.deterministic else 'off'} on both: nanoGPT asks for none, "
+                f"folio runs with train.deterministic={str(self.deterministic).lower()}",
+                "torch.compile on both sides" if self.compile else "torch.compile on neither side",
+                f"MFU against the {self.peak} matmul peak: {self.peak_reason}"]
+
+
+def gpu_settings(hw: Hardware, device: str, requested_dtype: str = "auto") -> GpuSettings:
+    """The settings both sides of the GPU check train with, decided from a Hardware record alone
+    (so a T4 or an H100 can be faked on a CPU). The dtype is folio's own rule (`decide_dtype`) over
+    the preset's train.dtype, passed to nanoGPT as --dtype and to folio as train.dtype; on the CPU
+    (--dry-run) float32, as nanoGPT's train.py autocasts only on CUDA. MFU is taken against the
+    peak of what the hardware runs: bf16 emulated on a GPU without bf16 tensor cores is measured
+    against the fp16 peak, not its own (emulated, low) one."""
+    if device == "cpu":
+        chosen, _ = decide_dtype(hw, "cpu", requested_dtype)
+        reason = "the CPU dry run: nanoGPT's train.py autocasts only on CUDA"
+        if chosen != "float32":
+            reason += f", so folio trains in float32 too (its train.dtype {requested_dtype} would be {chosen})"
+        return GpuSettings("cpu", "float32", reason, compile=False, peak="fp32", peak_reason="float32 on the CPU")
+    dtype, why = decide_dtype(hw, "cuda", requested_dtype)
+    reason = (f"folio's train.dtype {requested_dtype} ({why.removeprefix('auto: ')}), given to nanoGPT as "
+              f"--dtype={dtype}")
+    capability = "compute capability {}.{}".format(*hw.gpu_capability)
+    native = native_bf16(hw.gpu_capability)
+    if not native and dtype != "bfloat16":
+        reason += ("; nanoGPT's own default here would be bfloat16, emulated (torch.cuda.is_bf16_supported() "
+                   "counts emulation)")
+    if dtype == "bfloat16" and native:
+        peak, why = "bf16", f"bf16 autocast on this GPU's bf16 tensor cores ({capability})"
+    elif dtype == "bfloat16":
+        peak, why = "fp16", (f"bf16 is emulated on this GPU ({capability}: no bf16 tensor cores), so MFU is "
+                             "against its fp16 peak, the fastest its tensor cores run, not the emulated bf16 one")
+    elif dtype == "float16":
+        peak, why = "fp16", "fp16 autocast with a gradient scaler on both"
+    elif native:
+        peak, why = "tf32", f"both allow TF32, so float32 matmuls run as TF32 here ({capability})"
+    else:
+        peak, why = "fp32", f"float32 on this GPU ({capability}: no TF32)"
+    return GpuSettings("cuda", dtype, reason, compile=True, peak=peak, peak_reason=why)
+
+
+def settings_not_held(settings: GpuSettings, nano: dict, ours: dict) -> list[str]:
+    """Where what each side's checkpoint records it trained with differs from `settings`."""
+    wanted = {"device": settings.device, "dtype": settings.dtype, "compile": settings.compile}
+    found = [f"nanoGPT trained with {k}={nano['trained_with'][k]}, not {v}"
+             for k, v in wanted.items() if nano["trained_with"][k] != v]
+    wanted["deterministic"] = settings.deterministic
+    found += [f"folio trained with train.{k}={ours['trained_with'][k]}, not {v}"
+              for k, v in wanted.items() if ours["trained_with"][k] != v]
+    return found
+
+
+def matmul_peak_on(device: str, peak: str) -> float:
+    """GFLOP/s of a square matmul of PEAKS[peak] on the device (8192 on a GPU, 2048 on a CPU)."""
+    dtype, tf32 = PEAKS[peak]
     if device == "cpu":
         return matmul_peak(dtype)
-    n = 8192
-    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
-    for _ in range(3):
-        a @ b
-    torch.cuda.synchronize()
-    started, repeats = time.perf_counter(), 20
-    for _ in range(repeats):
-        a @ b
-    torch.cuda.synchronize()
-    return 2 * n**3 * repeats / (time.perf_counter() - started) / 1e9
+    n, allowed = 8192, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+        for _ in range(3):
+            a @ b
+        torch.cuda.synchronize()
+        started, repeats = time.perf_counter(), 20
+        for _ in range(repeats):
+            a @ b
+        torch.cuda.synchronize()
+        return 2 * n**3 * repeats / (time.perf_counter() - started) / 1e9
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = allowed
+
+
+COMPARED_FORMAT = {"training tokens/s": ",.0f", "wall time, whole process (s)": ",.1f",
+                   "whole-val loss (nats/char)": ".4f"}
+
+
+def gpu_comparisons(result: dict) -> list[dict]:
+    """folio against nanoGPT, each row with the settings held equal and what still differs."""
+    nano, ours, held = result["nanogpt"], result["folio"], result["settings"]["held_equal"]
+    return [
+        {"name": "training tokens/s", "nanogpt": nano["tokens_per_sec"], "folio": ours["tokens_per_sec"],
+         "ratio": ours["tokens_per_sec"] / nano["tokens_per_sec"], "held_equal": held, "differs": TOKENS_DIFFER},
+        {"name": "wall time, whole process (s)", "nanogpt": nano["wall_s"], "folio": ours["wall_s"],
+         "ratio": ours["wall_s"] / nano["wall_s"], "held_equal": held, "differs": WALL_DIFFER},
+        {"name": "whole-val loss (nats/char)", "nanogpt": nano["whole_val_loss"], "folio": ours["whole_val_loss"],
+         "difference": ours["whole_val_loss"] - nano["whole_val_loss"], "held_equal": held, "differs": LOSS_DIFFER},
+    ]
+
+
+def gpu_report(result: dict) -> str:
+    """The GPU check's report: what both sides held equal, each run, and the comparisons with
+    the settings beside each ratio."""
+    settings, peak = result["settings"], result["peak_gflops"]
+    lines = [f"{result['device']}: {settings['peak']} matmul peak {peak:,.0f} GFLOP/s", "",
+             "held equal on both sides:", *(f"- {r}" for r in settings["reasons"]),
+             f"- scored: {result['scored']['checkpoints']}; {result['scored']['val_tokens']:,} tokens of "
+             f"{result['scored']['val_text']}; {result['scored']['function']}", "",
+             f"| run | tokens/s | MFU ({settings['peak']} peak) | wall | whole-val loss (best checkpoint) | bits/byte |",
+             "|---|---|---|---|---|---|"]
+    for name in ("nanogpt", "folio"):
+        side = result[name]
+        lines.append(f"| {name} | {side['tokens_per_sec']:,.0f} | {side['mfu']:.1%} | {side['wall_s']:.1f} s "
+                     f"| {side['whole_val_loss']:.4f} | {side['whole_val_bits_per_byte']:.4f} |")
+    lines += ["", "| compared | nanoGPT | folio | folio / nanoGPT | held equal | still differs |",
+              "|---|---|---|---|---|---|"]
+    for c in result["comparisons"]:
+        shown = COMPARED_FORMAT[c["name"]]
+        versus = f"{c['ratio']:.2f}x" if "ratio" in c else f"{c['difference']:+.4f}"
+        lines.append(f"| {c['name']} | {c['nanogpt']:{shown}} | {c['folio']:{shown}} | {versus} | {c['held_equal']} "
+                     f"| {c['differs']} |")
+    lines += [f"warning: {w}" for w in result["not_held"]]
+    lines += [f"folio {w}" for w in result["folio"]["warnings"]]
+    lines += ["", f"goal ({GPU_GOAL}): {'met' if result['goal_met'] else 'not met'}"]
+    return "\n".join(lines)
 
 
 def gpu(args) -> None:
@@ -405,31 +563,31 @@ def gpu(args) -> None:
     device = "cpu" if args.dry_run else "cuda"
     if device == "cuda" and not torch.cuda.is_available():
         sys.exit("error: no CUDA GPU is visible; run with --dry-run to check the script on a CPU")
-    recipe = GPU_RECIPE + (NANO_DRY_RUN if args.dry_run else [])
-    result = side_by_side(recipe, GPU_PRESET, FOLIO_DRY_RUN if args.dry_run else [], device)
-    peak = matmul_peak_on(device)
-    rows = []
+    preset_overrides = FOLIO_DRY_RUN if args.dry_run else []
+    requested = folio_params.load(PROJECT / GPU_PRESET, preset_overrides).train.dtype
+    settings = gpu_settings(torch_hardware(torch.device(device)), device, requested)
+    recipe = GPU_RECIPE + (NANO_DRY_RUN if args.dry_run else []) + settings.nanogpt_args()
+    result = side_by_side(recipe, GPU_PRESET, preset_overrides + settings.folio_overrides(), device)
+    peak = matmul_peak_on(device, settings.peak)
     for name in ("nanogpt", "folio"):
         side = result[name]
         cfg = GPTConfig(vocab_size=65, **{k: side["config"][k] for k in ("n_layer", "n_head", "n_embd", "block_size")})
-        side["mfu_bf16"] = side["tokens_per_sec"] * flops_per_token(cfg, side["params"]) / (peak * 1e9)
-        rows.append(f"| {name} | {side['tokens_per_sec']:,.0f} | {side['mfu_bf16']:.1%} | {side['wall_s']:.1f} s "
-                    f"| {side['whole_val_loss']:.4f} | {side['whole_val_bits_per_byte']:.4f} |")
+        side["mfu"] = side["tokens_per_sec"] * flops_per_token(cfg, side["params"]) / (peak * 1e9)
     nano, ours = result["nanogpt"], result["folio"]
-    result["bf16_peak_gflops"] = peak
-    result["device"] = torch.cuda.get_device_name() if device == "cuda" else "cpu (dry run)"
-    result["goal_met"] = goal_met(nano, ours, max_wall_ratio=1.0)
-    print(f"\n{result['device']}: bf16 matmul peak {peak:,.0f} GFLOP/s\n")
-    print("| run | tokens/s | MFU (bf16 peak) | wall | whole-val loss (best checkpoint) | bits/byte |\n"
-          "|---|---|---|---|---|---|")
-    print("\n".join(rows))
-    print("\ntokens/s: nanoGPT's median printed step time; folio's mean over the steps between its first "
-          "evaluation after step 0 and its last")
-    print(f"\ngoal ({GPU_GOAL}): {'met' if result['goal_met'] else 'not met'}")
+    result.update(settings={**dataclasses.asdict(settings), "held_equal": settings.held_equal(),
+                            "reasons": settings.reasons()},
+                  peak_gflops=peak, not_held=settings_not_held(settings, nano, ours),
+                  device=torch.cuda.get_device_name() if device == "cuda" else "cpu (dry run)",
+                  goal_met=goal_met(nano, ours, max_wall_ratio=1.0))
+    result["comparisons"] = gpu_comparisons(result)
+    print("\n" + gpu_report(result))
     if not args.dry_run:
-        record("gpu", result, f"gpu check on {result['device']}: folio {ours['tokens_per_sec']:,.0f} tokens/s, "
-               f"{ours['wall_s']:.0f} s, whole-val {ours['whole_val_loss']:.4f}; nanoGPT "
-               f"{nano['tokens_per_sec']:,.0f} tokens/s, {nano['wall_s']:.0f} s, whole-val "
+        tokens, wall = result["comparisons"][:2]
+        record("gpu", result, f"gpu check on {result['device']} ({settings.held_equal()}): folio "
+               f"{ours['tokens_per_sec']:,.0f} tokens/s ({tokens['ratio']:.2f}x nanoGPT's "
+               f"{nano['tokens_per_sec']:,.0f}; MFU {ours['mfu']:.1%} against {nano['mfu']:.1%} of the "
+               f"{settings.peak} peak, {peak:,.0f} GFLOP/s), {ours['wall_s']:.0f} s ({wall['ratio']:.2f} of "
+               f"nanoGPT's {nano['wall_s']:.0f} s), whole-val {ours['whole_val_loss']:.4f} against "
                f"{nano['whole_val_loss']:.4f} (best checkpoints, the same val text, one function); goal "
                f"{'met' if result['goal_met'] else 'not met'}")
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from folio import flops
 from folio.splits import BOUNDARY, split_stream, tail_plan
 from folio.evaluate import split_loss
 from folio.model import GPT, GPTConfig
@@ -52,8 +53,8 @@ def matmul_peak(dtype=torch.float32, n: int = 2048, repeats: int = 20) -> float:
 
 
 def flops_per_token(cfg: GPTConfig, n_params: int) -> float:
-    """nanoGPT/PaLM estimate: 6 N for the matmuls plus 12 L H Q T for attention."""
-    return 6 * n_params + 12 * cfg.n_layer * cfg.n_head * (cfg.n_embd // cfg.n_head) * cfg.block_size
+    """folio.flops's estimate (nanoGPT's and PaLM's) for a model config."""
+    return flops.flops_per_token(n_params, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size)
 
 
 def corpus_tokens(val_fraction: float = 0.1):

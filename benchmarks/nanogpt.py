@@ -108,7 +108,8 @@ class Anchor:
         return module
 
     def load_checkpoint(self, path: Path):
-        """nanoGPT's model with the weights its train.py saved (as its sample.py loads them)."""
+        """nanoGPT's model with the weights its train.py saved (as its sample.py loads them), and
+        the settings it trained with (its `config`: dtype, compile, device, ...)."""
         import torch
 
         module = self.model_module()
@@ -116,7 +117,7 @@ class Anchor:
         model = module.GPT(module.GPTConfig(**ckpt["model_args"]))
         state = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
         model.load_state_dict(state)
-        return model.eval()
+        return model.eval(), ckpt["config"]
 
     def encode(self, text: str) -> np.ndarray:
         """Text as nanoGPT's ids, through the vocabulary its prepare.py saved (meta.pkl)."""

@@ -3,7 +3,8 @@
 A run is known by its identity (run.json keeps it) and the fingerprint hashed from it: what
 shapes the trajectory of its weights — the params (model.*, and train.* but the keys that only say
 how checkpoints are kept or losses read), the world size (batches are per process, so it sets the
-global batch; a hand-launched torchrun counts too), the tokenizer's, the corpus's and the prepared
+global batch; a hand-launched torchrun counts too), the device type and dtype they resolve to
+here, the tokenizer's, the corpus's and the prepared
 data's digests and data.val_fraction. The training code's digest (pipeline.code_deps) is kept
 beside it, not in it. `claim()` makes models/ the home of one run, before any training:
 
@@ -43,22 +44,26 @@ from pipeline.params import Params
 # train.* keys that change how checkpoints are kept, losses read or the code change handled, not
 # what is trained (train.nproc is in the identity as the world size, which a torchrun may set)
 NOT_IN_FINGERPRINT = ("checkpoint_every", "keep_checkpoints", "keep_previous", "nproc", "log_interval",
-                      "on_code_change")
+                      "on_code_change", "collective_timeout_s")
 TRAIN_MODULE = code_deps.stage_module("train")
 
 
 def identity(params: Params, tokenizer_digest: str, corpus_sha256: str, prepared_digest: str | None = None,
-             world_size: int = 1) -> dict:
+             world_size: int = 1, compute: str | None = None) -> dict:
     """What makes two training runs the same run, as flat keys (run.json keeps it, so a move
     aside can say what changed). `prepared_digest` (of data/prepared/meta.json) tells one split of
     the corpus from another (data.split, data.seed, prepare.shard_tokens); `world_size`, the
-    processes that train together, sets the global batch."""
+    processes that train together, sets the global batch; `compute`, the device type and dtype
+    that train.device and train.dtype resolve to here ("cuda float16"): `auto` picks by machine,
+    and a run does not continue in another precision (its gradient scaler and its trajectory
+    differ) or on another kind of device."""
     flat = params.flat()
     keys = [k for k in flat if k.startswith("model.") or
             (k.startswith("train.") and k.removeprefix("train.") not in NOT_IN_FINGERPRINT)]
     return {**{k: flat[k] for k in keys}, "data.val_fraction": params.data.val_fraction,
             "tokenizer digest": tokenizer_digest, "corpus sha256": corpus_sha256,
-            "world size": world_size} | ({"prepared data": prepared_digest} if prepared_digest else {})
+            "world size": world_size} | ({"prepared data": prepared_digest} if prepared_digest else {}) \
+        | ({"compute": compute} if compute else {})
 
 
 def code_digest() -> str:

@@ -1,19 +1,26 @@
 """The benchmarks' own logic, so that they compare like for like: reading nanoGPT's output; the
 throughput report's comparisons (an fp32-vs-fp32 row, both sides timed alike); the speedrun and
-GPU verdicts on two whole-val losses; nanoGPT's generate driven through folio's windows;
-bench_generate's int8 quality lines from the sharded prepared data (or a named skip);
-bench_data's MB/s only for stages that read the corpus; and benchmarks/gpu_check.sh end to end in
---dry-run on the CPU (the real nanoGPT from ../shared/anchors and `folio train`), started with a
-relative interpreter path."""
+GPU verdicts on two whole-val losses; the GPU check's settings held equal on both sides (dtype,
+determinism, compilation, MFU peak), decided from faked hardware (a T4, an H100, a CPU) and
+printed beside each ratio; nanoGPT's generate driven through folio's windows; bench_generate's
+int8 quality lines from the sharded prepared data (or a named skip); bench_data's MB/s only for
+stages that read the corpus; and benchmarks/gpu_check.sh run as the README writes it, from a
+fresh checkout with its own .venv and nothing made absolute by the test: end to end in --dry-run
+on the CPU (the real nanoGPT from ../shared/anchors and `folio train`), and its one-line errors."""
 
 import contextlib
+import dataclasses
+import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
 
+from folio.device import Hardware
+from pipeline import params as folio_params
 from tests.conftest import PROJECT, record_gate_passes
 
 sys.path.insert(0, str(PROJECT / "benchmarks"))
@@ -110,27 +117,161 @@ def test_the_speedrun_verdict_compares_two_whole_val_losses_never_an_estimate():
     assert not bench_nanogpt.goal_met(nano, {"whole_val_loss": 1.88, "wall_s": 51.0}, max_wall_ratio=0.5)
 
 
-def test_gpu_check_puts_an_absolute_folder_on_path(tmp_path):
+# ---- gpu: like for like on any GPU, decided from faked hardware ---------------------------------
+
+T4, H100 = Hardware(gpu="Tesla T4", gpu_capability=(7, 5)), Hardware(gpu="NVIDIA H100", gpu_capability=(9, 0))
+
+
+def test_gpu_settings_give_an_h100_bf16_on_both_sides_and_the_bf16_peak():
+    settings = bench_nanogpt.gpu_settings(H100, "cuda")
+    assert settings.dtype == "bfloat16" and settings.peak == "bf16" and settings.compile
+    assert "--dtype=bfloat16" in settings.nanogpt_args() and "train.dtype=bfloat16" in settings.folio_overrides()
+    assert "compute capability 9.0" in settings.dtype_reason and "emulated" not in settings.dtype_reason
+
+
+def test_gpu_settings_give_a_t4_fp16_on_both_sides_where_nanogpt_alone_would_emulate_bf16():
+    settings = bench_nanogpt.gpu_settings(T4, "cuda")
+    # folio's auto rule, not nanoGPT's default (bf16 wherever torch can emulate it)
+    assert settings.dtype == "float16" and settings.peak == "fp16"
+    assert "--dtype=float16" in settings.nanogpt_args() and "train.dtype=float16" in settings.folio_overrides()
+    assert "nanoGPT's own default here would be bfloat16, emulated" in settings.dtype_reason
+
+
+def test_gpu_settings_measure_bf16_requested_on_a_t4_against_the_fp16_peak_not_an_emulated_one():
+    settings = bench_nanogpt.gpu_settings(T4, "cuda", requested_dtype="bfloat16")
+    assert settings.dtype == "bfloat16" and settings.peak == "fp16"
+    assert "bf16 is emulated on this GPU (compute capability 7.5" in settings.peak_reason
+    assert bench_nanogpt.gpu_settings(H100, "cuda", requested_dtype="float32").peak == "tf32"
+    assert bench_nanogpt.gpu_settings(T4, "cuda", requested_dtype="float32").peak == "fp32"
+
+
+def test_gpu_settings_train_both_in_float32_in_the_cpu_dry_run_as_nanogpt_autocasts_only_on_cuda():
+    amx = Hardware(cpu_bf16_units=("AMX-BF16",))
+    settings = bench_nanogpt.gpu_settings(amx, "cpu")
+    assert (settings.dtype, settings.peak, settings.compile) == ("float32", "fp32", False)
+    assert "its train.dtype auto would be bfloat16" in settings.dtype_reason
+    assert "would be" not in bench_nanogpt.gpu_settings(Hardware(), "cpu").dtype_reason
+
+
+@pytest.mark.parametrize("hw, device", [(H100, "cuda"), (T4, "cuda"), (Hardware(), "cpu")])
+def test_both_sides_get_the_settings_on_their_command_lines(hw, device):
+    """folio's overrides pass its params validation; nanoGPT's arguments name the same values."""
+    settings = bench_nanogpt.gpu_settings(hw, device)
+    train = folio_params.load(PROJECT / bench_nanogpt.GPU_PRESET, settings.folio_overrides()).train
+    assert (train.device, train.dtype, train.compile, train.deterministic) == (device, settings.dtype,
+                                                                               settings.compile, False)
+    assert settings.nanogpt_args() == [f"--device={device}", f"--dtype={settings.dtype}",
+                                       f"--compile={settings.compile}"]
+
+
+def test_a_side_that_trained_otherwise_than_the_settings_is_named():
+    settings = bench_nanogpt.gpu_settings(H100, "cuda")
+    nano = {"trained_with": {"device": "cuda", "dtype": "bfloat16", "compile": True}}
+    ours = {"trained_with": {"device": "cuda", "dtype": "bfloat16", "compile": True, "deterministic": False}}
+    assert bench_nanogpt.settings_not_held(settings, nano, ours) == []
+    nano["trained_with"]["dtype"] = "float16"
+    ours["trained_with"]["deterministic"] = True
+    assert bench_nanogpt.settings_not_held(settings, nano, ours) == [
+        "nanoGPT trained with dtype=float16, not bfloat16", "folio trained with train.deterministic=True, not False"]
+
+
+def test_the_gpu_report_prints_the_settings_held_equal_beside_each_ratio():
+    settings = bench_nanogpt.gpu_settings(T4, "cuda")
+    side = {"whole_val_bits_per_byte": 2.0, "mfu": 0.25, "warnings": []}
+    result = {"device": "Tesla T4", "peak_gflops": 65_000.0, "not_held": [], "goal_met": False,
+              "settings": {**dataclasses.asdict(settings), "held_equal": settings.held_equal(),
+                           "reasons": settings.reasons()},
+              "scored": {"checkpoints": "best vs best", "val_tokens": 111_539, "val_text": "folio's val split",
+                         "function": "whole_split_loss, float32"},
+              "nanogpt": {**side, "tokens_per_sec": 100_000.0, "wall_s": 200.0, "whole_val_loss": 1.47},
+              "folio": {**side, "tokens_per_sec": 125_000.0, "wall_s": 150.0, "whole_val_loss": 1.46}}
+    result["comparisons"] = bench_nanogpt.gpu_comparisons(result)
+    report = bench_nanogpt.gpu_report(result)
+    held = "cuda, float16, compiled, deterministic kernels off"
+    assert f"| training tokens/s | 100,000 | 125,000 | 1.25x | {held} |" in report
+    assert f"| wall time, whole process (s) | 200.0 | 150.0 | 0.75x | {held} |" in report
+    assert f"| whole-val loss (nats/char) | 1.4700 | 1.4600 | -0.0100 | {held} |" in report
+    assert "| run | tokens/s | MFU (fp16 peak) |" in report and "fp16 matmul peak 65,000 GFLOP/s" in report
+    assert "deterministic kernels off on both: nanoGPT asks for none, folio runs with train.deterministic=false" \
+        in report
+    assert [c["held_equal"] for c in result["comparisons"]] == [held] * 3
+    assert json.loads(json.dumps(result))["settings"]["dtype"] == "float16"  # the JSON report holds them too
+
+
+# ---- gpu_check.sh run as the README writes it, from a fresh checkout ------------------------------
+
+README_COMMAND = "benchmarks/gpu_check.sh --dry-run"
+
+
+def fresh_checkout(tmp_path, venv=None):
+    """The project as a user's checkout holds it: every file git tracks or would track (as they
+    are in the working tree) under tmp_path/folio, ../shared beside it, and `.venv` either this
+    project's environment (a link, as if `make setup` had made it there) or the folder `venv`."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=PROJECT,
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    root = tmp_path / "folio"
+    for name in filter(None, listed):
+        if (PROJECT / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PROJECT / name, root / name)
+    (tmp_path / "shared").symlink_to(PROJECT.parent / "shared")
+    (root / ".venv").symlink_to(venv or PROJECT / ".venv")
+    return root
+
+
+def user_env():
+    """This environment as a user's shell would have it: no PYTHON, and no virtual environment
+    activated (this one's bin/ off PATH), so the script finds .venv/bin/python itself."""
+    ours = (os.path.realpath(sys.prefix), os.path.realpath(PROJECT / ".venv"))
+    path = [p for p in os.environ.get("PATH", "").split(os.pathsep)
+            if p and not os.path.realpath(p).startswith(ours)]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "VIRTUAL_ENV")}
+    return {**env, "PATH": os.pathsep.join(path)}
+
+
+def test_the_readme_and_the_benchmark_docs_write_the_command_the_tests_run():
+    for doc in ("README.md", "docs/benchmarks.md"):
+        assert "benchmarks/gpu_check.sh [--dry-run]" in (PROJECT / doc).read_text(encoding="utf-8"), doc
+
+
+def test_gpu_check_puts_the_checkouts_own_venv_first_on_path_as_an_absolute_folder(tmp_path):
     """bench_nanogpt.py runs `folio` from temporary workspaces: a relative .venv/bin on PATH finds nothing."""
-    fake = tmp_path / "bin" / "python"
-    fake.parent.mkdir()
-    fake.write_text('#!/bin/sh\necho "${PATH%%:*}"\n')
-    fake.chmod(0o755)
-    relative = os.path.relpath(fake, PROJECT)  # the script runs from the project root
-    proc = subprocess.run([str(PROJECT / "benchmarks" / "gpu_check.sh"), "--dry-run"], capture_output=True,
-                          text=True, env={**os.environ, "PYTHON": relative}, timeout=60)
+    stand_in = tmp_path / "venv" / "bin" / "python"  # prints what it was started with
+    stand_in.parent.mkdir(parents=True)
+    stand_in.write_text('#!/bin/sh\necho "${PATH%%:*}"\necho "$@"\n')
+    stand_in.chmod(0o755)
+    root = fresh_checkout(tmp_path, venv=stand_in.parent.parent)
+    proc = subprocess.run(README_COMMAND, shell=True, cwd=root, env=user_env(), capture_output=True, text=True,
+                          timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == str(fake.parent)
+    first_on_path, args = proc.stdout.splitlines()
+    assert first_on_path == str(root / ".venv" / "bin")
+    assert args == "benchmarks/bench_nanogpt.py gpu --dry-run"
+
+
+def test_gpu_check_says_in_one_line_what_is_wrong_with_the_interpreter(tmp_path):
+    bare = tmp_path / "bare-venv"  # a .venv made, but `make setup` never run in it
+    subprocess.run(["/usr/bin/env", "python3", "-m", "venv", "--without-pip", str(bare)], check=True, timeout=60)
+    root = fresh_checkout(tmp_path, venv=bare)
+    proc = subprocess.run(README_COMMAND, shell=True, cwd=root, env=user_env(), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
+    assert f"is not installed for {root / '.venv' / 'bin' / 'python'}" in proc.stderr
+    proc = subprocess.run(README_COMMAND, shell=True, cwd=root, env={**user_env(), "PYTHON": "no-such-python"},
+                          capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stderr) == (1, "error: no no-such-python on PATH; set PYTHON to the "
+                                                 "interpreter that has folio installed\n")
 
 
 @needs_anchor
-def test_gpu_check_dry_run_trains_both_on_the_cpu_and_scores_both_best_checkpoints_alike():
-    python = os.path.relpath(sys.executable, PROJECT)  # relative, as the default .venv/bin/python is
-    proc = subprocess.run([str(PROJECT / "benchmarks" / "gpu_check.sh"), "--dry-run"], capture_output=True,
-                          text=True, timeout=600, env={**os.environ, "PYTHON": python})
+def test_gpu_check_dry_run_from_a_fresh_checkout_trains_both_alike_and_scores_both_best_checkpoints(tmp_path):
+    root = fresh_checkout(tmp_path)
+    proc = subprocess.run(README_COMMAND, shell=True, cwd=root, env=user_env(), capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
-    assert "| run | tokens/s | MFU (bf16 peak) | wall | whole-val loss (best checkpoint) | bits/byte |" in out
+    assert "| run | tokens/s | MFU (fp32 peak) | wall | whole-val loss (best checkpoint) | bits/byte |" in out
     rows = [line for line in out.splitlines() if line.startswith(("| nanogpt |", "| folio |"))]
     assert len(rows) == 2
     for row in rows:
@@ -138,6 +279,13 @@ def test_gpu_check_dry_run_trains_both_on_the_cpu_and_scores_both_best_checkpoin
         assert float(tokens_per_sec.replace(",", "")) > 0 and mfu.endswith("%") and wall.endswith(" s")
         assert 2.0 < float(whole) < 5.0  # a few steps from 4.17 (ln 65)
         assert float(bpb) == pytest.approx(float(whole) / 0.6931, rel=0.01)  # one byte a character
+    # both sides trained as the settings say (each checkpoint's record checked), each ratio beside them
+    assert "warning:" not in out
+    assert "- dtype float32: the CPU dry run: nanoGPT's train.py autocasts only on CUDA" in out
+    compared = [line for line in out.splitlines() if line.startswith("| training tokens/s |")
+                or line.startswith(("| wall time, whole process (s) |", "| whole-val loss (nats/char) |"))]
+    assert len(compared) == 3
+    assert all(" | cpu, float32, eager, deterministic kernels off | " in line for line in compared)
     assert "scored: best vs best" in out and "tokens of folio's val split" in out
     assert "benchmarks/nanogpt.py whole_split_loss" in out
     assert ("goal (whole-val loss <= nanoGPT's in less wall time; best checkpoints, the same val text, "

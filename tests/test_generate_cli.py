@@ -1,6 +1,6 @@
 """`folio generate` and `folio attention` on a tiny checkpoint: streamed text, --json (with
 several samples, beams, stop strings, int8), settings and prompts refused with a one-line error,
-and the attention PNG."""
+the attention PNG, and benchmarks/bench_generate.py --options timing `folio generate` processes."""
 
 import json
 
@@ -98,3 +98,23 @@ def test_attention_writes_the_png(files, tmp_path):
     result = runner.invoke(app, ["attention", "abc def", "--out", str(out), *files])
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:4] == b"\x89PNG" and str(out) in result.output
+
+
+def test_the_options_benchmark_times_real_folio_generate_processes(files, monkeypatch):
+    """bench_generate --options runs `folio generate --json` as its own process per cell and reads
+    the seconds it reports; each row's ratio is against plain on the same model and length."""
+    from tests.conftest import PROJECT
+
+    monkeypatch.syspath_prepend(str(PROJECT / "benchmarks"))
+    import bench_generate
+
+    checkpoint_path, tokenizer_dir = files[1], files[3]
+    monkeypatch.setattr(bench_generate, "TOKENIZER_DIR", tokenizer_dir)
+    monkeypatch.setattr(bench_generate, "OPTIONS_PROMPT", "abc")
+    run = bench_generate.folio_generate_seconds(checkpoint_path, 7, ["--quantize", "int8"], threads=1)
+    assert run["new_tokens"] == 7 and 0 < run["generate_s"] < run["wall_s"] and run["cpu_s"] > 0
+    rows = [{"model": "m", "new_tokens": 7, "option": option, "generate_s": seconds, "wall_s": 2.0, "cpu_s": 1.0}
+            for option, seconds in (("plain", 1.0), ("int8", 0.5))]
+    table = bench_generate.options_markdown({"cpu": "x", "cores": 2, "threads": 2, "torch": "t", "load_before": 0.0,
+                                             "load_after": 0.0}, rows, repeats=1)
+    assert "| m | 7 | int8 | 0.50 s | 2.00 s | 1.00 s | 2.00x |" in table

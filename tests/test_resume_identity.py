@@ -11,8 +11,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
+from folio.device import pick_dtype
 from pipeline import artifacts, resume
 from pipeline.cli import app
 from tests import pipeline_project as pp
@@ -27,6 +29,8 @@ def test_a_hand_launched_torchrun_of_another_world_size_is_another_run(project):
     pp.run(project, "folio", "train")  # one process, finished at step 30
     first = json.loads((project / artifacts.RUN_INFO).read_text())
     assert first["identity"]["world size"] == 1
+    dtype = str(pick_dtype("auto", torch.device("cpu"))[0]).removeprefix("torch.")
+    assert first["identity"]["compute"] == f"cpu {dtype}"  # what auto resolved to on this machine
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                 "-m", "pipeline.cli", "train"]
     proc = subprocess.run(torchrun, cwd=project, env=pp.env(), capture_output=True, text=True, timeout=600)
@@ -93,5 +97,6 @@ def test_changed_code_resumes_with_on_code_change_resume_and_is_recorded(project
     store.setup()
     tags = store.mlflow().MlflowClient().get_run(info["run_id"]).data.tags
     assert tags["training_code"] == "c0dec0dec0dec0de"
+    assert tags["determinism"].startswith("cpu kernels")
     assert tags["training_code.changes"].startswith(f"{interrupted} -> c0dec0dec0dec0de at step 10")
     assert not (project / artifacts.PREVIOUS_RUNS).exists()

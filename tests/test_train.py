@@ -119,21 +119,26 @@ def test_non_finite_loss_stops_with_the_step_named(tokens, tmp_path):
 
 
 def test_out_of_memory_is_named_not_taken_for_a_compile_failure(tokens, tmp_path, monkeypatch):
-    """A CUDA out-of-memory at the first (compiled) step is no compilation failure: eager mode
-    would need more memory, not less. It is raised as OutOfMemory naming the device, the step and
-    what to lower, with no 'torch.compile failed' retry."""
+    """A CUDA out-of-memory while torch.compile proves itself (the compiler wraps it in its own
+    error) is no compilation failure: eager mode would need more memory, not less. It is raised as
+    OutOfMemory naming the device, the step and what to lower, with no 'torch.compile failed'
+    retry. The stand-in compiled model raises what Dynamo raises around an allocation failure."""
+    from torch._dynamo.exc import BackendCompilerFailed
+
     from folio.train import OutOfMemory, Trainer
 
     tok, train_ids, val_ids = tokens
     logged = []
     trainer = Trainer(_model(tok.vocab_size), train_ids, val_ids, _cfg(max_iters=5), tmp_path,
                       tokenizer_info=_tok_info(tok), log=logged.append)
-    trainer.compile_unproven = True  # as after torch.compile, before its first step ran
 
-    def out_of_memory():
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    def compiled(x, y):
+        try:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        except torch.OutOfMemoryError as err:
+            raise BackendCompilerFailed(lambda *a: None, err) from err
 
-    monkeypatch.setattr(trainer, "train_step", out_of_memory)
+    trainer.compiled = compiled  # as after torch.compile, before its first step ran
     with pytest.raises(OutOfMemory, match=r"cpu ran out of memory at step 0 \(CUDA out of memory. "
                                           r"Tried to allocate 2.00 GiB\); lower the batch size"):
         trainer.fit()

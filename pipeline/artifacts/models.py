@@ -15,10 +15,10 @@ def load_checkpoint(path: Path = BEST_CKPT) -> dict:
     return checkpoint.load(require(path, "train"))
 
 
-def load_model(tokenizer, path: Path = BEST_CKPT):
-    """(checkpoint, model) of a trained checkpoint; refused if it was trained with another tokenizer."""
-    state = load_checkpoint(path)
-    return state, checkpoint.build_model(state, tokenizer.digest)
+def load_model(tokenizer, path: Path = BEST_CKPT, device="cpu"):
+    """(checkpoint, model) of a trained checkpoint, read onto `device` and the model in eval mode
+    there (folio.checkpoint.load_model); refused if it was trained with another tokenizer."""
+    return checkpoint.load_model(require(path, "train"), device, tokenizer.digest)
 
 
 def read_run_info(path: Path = RUN_INFO) -> dict | None:

@@ -1,10 +1,15 @@
-"""Stage sample — in: models/best.pt, data/tokenizer/ — params: sample.* —
-out: reports/samples.md, reports/attention.png (both also logged to the training run)."""
+"""Stage sample — in: models/best.pt, data/tokenizer/ — params: sample.*, train.device —
+out: reports/samples.md, reports/attention.png (both also logged to the training run).
+
+It runs on train.device (auto: CUDA when present, folio.device.pick_device), with the weights in
+folio.device.inference_dtype there (folio.generate.for_generation: bfloat16 on a CUDA GPU that has
+it, float32 on a CPU)."""
 
 from __future__ import annotations
 
 from folio.attention import save_attention_png
-from folio.generate import GenerationConfig, complete
+from folio.device import pick_device
+from folio.generate import GenerationConfig, complete, for_generation
 from pipeline import artifacts
 from pipeline.tracking import store
 from pipeline.artifacts import models, reports, tokenizer as tokenizer_files
@@ -35,7 +40,10 @@ def main(params: Params) -> None:
     attention_prompt = s.attention_prompt or s.prompts[0]
     check_prompts(tokenizer, [*((f"sample.prompts[{i}]", p) for i, p in enumerate(s.prompts)),
                               ("sample.attention_prompt", attention_prompt)])
-    state, model = models.load_model(tokenizer)
+    device = pick_device(params.train.device)
+    log(f"sampling on {device.device} ({device.reason})")
+    state, model = models.load_model(tokenizer, device=device.device)
+    model = for_generation(model)
     sections = [
         "# Samples\n",
         f"Checkpoint step {state['step']}; temperature {s.temperature}, top-k {s.top_k}, "

@@ -12,6 +12,10 @@ Params, declared in the signature that pipeline/tracking/registry.py writes with
 as defaults: max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop (a list of
 strings), seed. A param left at None uses folio.generate's default. The output is each prompt
 followed by its continuation, which ends before the first stop string.
+
+Device: model_config's `device` (`mlflow.pyfunc.load_model(uri, model_config={"device": "cpu"})`),
+default auto: CUDA when present (folio.device.pick_device), the weights in that device's
+inference dtype (folio.generate.for_generation).
 """
 
 from __future__ import annotations
@@ -40,11 +44,14 @@ def prompts_of(model_input) -> list[str]:
 class FolioGPT(PythonModel):
     def load_context(self, context) -> None:
         from folio import checkpoint
+        from folio.device import pick_device
+        from folio.generate import for_generation
         from folio.tokenizers import load_tokenizer
 
         self.tokenizer = load_tokenizer(context.artifacts["tokenizer"])
-        state = checkpoint.load(context.artifacts["checkpoint"])
-        self.model = checkpoint.build_model(state, self.tokenizer.digest).eval()
+        device = pick_device((getattr(context, "model_config", None) or {}).get("device", "auto")).device
+        _, model = checkpoint.load_model(context.artifacts["checkpoint"], device, self.tokenizer.digest)
+        self.model = for_generation(model)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> list[str]:
         from folio.generate import generate_text

@@ -113,7 +113,7 @@ class TrainingRun:
     # -- TrainingCallback ---------------------------------------------------------------------
 
     def on_start(self, info: dict) -> None:
-        self.runlog.tags({key: info[key] for key in ("device", "dtype", "world_size", "num_params")}
+        self.runlog.tags({key: info[key] for key in ("device", "dtype", "world_size", "num_params", "determinism")}
                          | {key: f"{info[key]:.2f}" for key in ("size_fp32_mb", "size_bf16_mb")}
                          | {"torch_threads": torch.get_num_threads()})
         self.runlog.flush()

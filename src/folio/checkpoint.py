@@ -138,6 +138,15 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
                               "corrupt; restore it (dvc checkout, dvc pull) or train again") from None
 
 
+def load_model(path: str | Path, device: str | torch.device = "cpu",
+               tokenizer_digest: str | None = None) -> tuple[dict, torch.nn.Module]:
+    """(checkpoint, model) for inference on `device`: the tensors are read onto `device`
+    (map_location), the model is rebuilt from them (`build_model`: another vocabulary is refused)
+    and moved there, in eval mode."""
+    state = load(path, map_location=device)
+    return state, build_model(state, tokenizer_digest).to(device).eval()
+
+
 def build_model(state: dict, tokenizer_digest: str | None = None) -> torch.nn.Module:
     """Rebuild the model from a checkpoint; refuse it if it was trained with another vocabulary."""
     saved = state["tokenizer"]

@@ -26,7 +26,8 @@ from folio import checkpoint, distributed
 from folio.config import TrainConfig
 from folio.data import WindowSampler
 from folio.seeds import derive_seed
-from folio.device import autocast_for, enable_tf32, make_deterministic, pick_device, pick_dtype
+from folio.device import (DeviceQueue, autocast_for, enable_tf32, make_deterministic, not_deterministic,
+                          pick_device, pick_dtype)
 from folio.errors import FolioError, first_line
 from folio.optim import lr_scale, make_optimizers, set_lr
 
@@ -111,6 +112,31 @@ def model_size(model: torch.nn.Module) -> dict:
     return {"num_params": n, "size_fp32_mb": n * 4 / 2**20, "size_bf16_mb": n * 2 / 2**20}
 
 
+def compile_failure(err: BaseException) -> bool:
+    """Is `err` torch.compile's own failure (Dynamo's tracing, Inductor's code generation, a missing
+    Triton), one that eager mode would not hit? Out of memory never is, wherever it was raised,
+    nor is any error from outside the compiler (a NCCL error, a bad batch): eager would fail too."""
+    chain, seen = [], set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    if any(isinstance(e, torch.OutOfMemoryError) for e in chain):
+        return False
+    return any(type(e).__module__.startswith(("torch._dynamo", "torch._inductor")) for e in chain)
+
+
+def out_of_memory(err: BaseException) -> torch.OutOfMemoryError | None:
+    """The out-of-memory error behind `err` (the compiler wraps the ones it hits), if any."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, torch.OutOfMemoryError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def _maybe_compile(model, cfg: TrainConfig, device: torch.device, log):
     wanted = cfg.compile if cfg.compile is not None else device.type == "cuda"
     if not wanted:
@@ -127,7 +153,7 @@ class Trainer:
 
     def __init__(self, model, train_tokens, val_tokens, cfg: TrainConfig, out_dir, *,
                  tokenizer_info: dict, callback: TrainingCallback | None = None, resume: dict | None = None,
-                 meta: dict | None = None, log=print):
+                 meta: dict | None = None, sources=None, log=print):
         self.cfg, self.out_dir, self.log = cfg, Path(out_dir), log
         self.callback = callback or NullCallback()
         self.tokenizer_info, self.meta = tokenizer_info, meta or {}
@@ -137,11 +163,10 @@ class Trainer:
                        if choice.type == "cuda" and self.rank.distributed else choice.device)
         self.dtype, dtype_reason = pick_dtype(cfg.dtype, self.device)
         enable_tf32(self.device)
-        if cfg.deterministic:
-            make_deterministic(self.device)
+        self.determinism = make_deterministic(self.device) if cfg.deterministic else "off"
         block = model.config.block_size
         self.sampler = WindowSampler(train_tokens, block, cfg.batch_size, cfg.seed, self.rank.rank,
-                                     self.rank.world_size, cfg.grad_accum_steps)
+                                     self.rank.world_size, cfg.grad_accum_steps, sources=sources)
         self.eval_samplers = {"train": WindowSampler(train_tokens, block, cfg.batch_size, seed=0),
                               "val": WindowSampler(val_tokens, block, cfg.batch_size, seed=0)}
         self.model = model.to(self.device)
@@ -154,39 +179,54 @@ class Trainer:
         if resume is not None:
             self._restore(resume)
         self.compiled = _maybe_compile(model, cfg, self.device, log)
-        # torch.compile fails lazily, at the first forward or backward: until a compiled step has
-        # run, a failure falls back to eager (see _until_compile_proven)
-        self.compile_unproven = self.compiled is not self.model
-        self.runner = self._wrap(self.compiled)
+        self._runner = None  # see `runner`
         self.callback.on_start({
             "device": str(self.device), "device_reason": choice.reason,
             "dtype": str(self.dtype).removeprefix("torch."), "dtype_reason": dtype_reason,
+            "determinism": self.determinism,
             "world_size": self.rank.world_size, **model_size(model),
             "resumed_from_step": self.state.step if resume is not None else None,
         })
 
-    def _wrap(self, module):
-        if not self.rank.distributed:
-            return module
-        device_ids = [self.rank.local_rank] if self.device.type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=device_ids)
+    @property
+    def runner(self):
+        """What a training step calls: the compiled model (or the model), DDP-wrapped under
+        torchrun; wrapped at first use, after `_prove_compiled` has settled which."""
+        if self._runner is None:
+            if not self.rank.distributed:
+                self._runner = self.compiled
+            else:
+                device_ids = [self.rank.local_rank] if self.device.type == "cuda" else None
+                self._runner = DistributedDataParallel(self.compiled, device_ids=device_ids)
+        return self._runner
 
-    def _until_compile_proven(self, action):
-        """Run `action`; while no compiled step has succeeded yet, a failure is taken for a
-        compilation failure: one warning, then eager mode for the rest of the run, and again."""
-        if not self.compile_unproven:
-            return action()
-        try:
-            return action()
-        except (FolioError, torch.OutOfMemoryError):  # not compilation's fault: eager would fail too
-            raise
-        except Exception as err:
-            failure = first_line(err)
-        # retried outside the except block, so the failed attempt's frames (and memory) are freed
-        self.log(f"warning: torch.compile failed at the first step ({failure}); training in eager mode")
-        self.compiled, self.compile_unproven = self.model, False
-        self.runner = self._wrap(self.model)
-        return action()
+    def _prove_compiled(self) -> None:
+        """torch.compile fails lazily, at the first forward or backward. Prove it before training:
+        one forward and backward in train mode and one forward in eval mode, on the first batch
+        (the gradients are dropped, and dropout is reseeded at every step, so the run draws
+        exactly what it would have). Only a compilation failure falls back to eager mode, retried
+        outside the except (so the failed attempt's memory is freed), and on every rank at once:
+        the ranks agree before any of them trains. Anything else is raised."""
+        failure = None
+        if self.compiled is not self.model:
+            try:
+                x, y = self.sampler.batch(self.state.step, 0, self.device)
+                with autocast_for(self.device, self.dtype):
+                    _, loss = self.compiled(x, y)
+                loss.backward()
+                self.model.eval()
+                with torch.no_grad(), autocast_for(self.device, self.dtype):
+                    self.compiled(x, y)
+            except Exception as err:
+                if not compile_failure(err):
+                    raise
+                failure = first_line(err)
+            finally:
+                self.model.train()
+                self.model.zero_grad(set_to_none=True)
+        if distributed.any_rank(failure is not None, self.rank, self.device):
+            self.log(f"warning: torch.compile failed ({failure or 'on another rank'}); training in eager mode")
+            self.compiled, self._runner = self.model, None
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -206,7 +246,8 @@ class Trainer:
         self.model.load_state_dict(checkpoint.clean_state_dict(ckpt["model"]))
         for optimizer, saved in zip(self.optimizers, ckpt["optimizers"], strict=True):
             optimizer.load_state_dict(saved)
-        self.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt["scaler"]:  # a CPU, bf16 or fp32 run saves an empty state: fp16 starts a fresh scaler
+            self.scaler.load_state_dict(ckpt["scaler"])
         self.state = TrainState(ckpt["step"], ckpt["best_val_loss"], ckpt["evals_since_best"],
                                 ckpt["train_seconds"], ckpt["history"], ckpt.get("stop_reason"))
 
@@ -273,8 +314,7 @@ class Trainer:
     def evaluate(self) -> bool:
         """Evaluate both splits; returns whether val loss improved."""
         s = self.state
-        losses = self._until_compile_proven(lambda: estimate_loss(
-            self.compiled, self.eval_samplers, self.cfg.eval_iters, self.device, self.dtype))
+        losses = estimate_loss(self.compiled, self.eval_samplers, self.cfg.eval_iters, self.device, self.dtype)
         s.history["evals"].append([s.step, losses["train_loss"], losses["val_loss"], s.train_seconds])
         improved = losses["val_loss"] < s.best_val_loss
         s.best_val_loss = min(s.best_val_loss, losses["val_loss"])
@@ -288,25 +328,36 @@ class Trainer:
     def fit(self) -> TrainResult:
         try:
             return self._fit()
-        except torch.OutOfMemoryError as err:
-            raise OutOfMemory(self.device, self.state.step, first_line(err)) from None
+        except FolioError:
+            raise
+        except Exception as err:
+            oom, refused = out_of_memory(err), not_deterministic(err)
+            if oom is not None:
+                raise OutOfMemory(self.device, self.state.step, first_line(oom)) from None
+            if refused is not None:
+                raise refused from None
+            raise
 
     def _fit(self) -> TrainResult:
         cfg, s = self.cfg, self.state
         checkpoint_every = cfg.checkpoint_every or cfg.eval_interval
         tokens_per_step = cfg.batch_size * cfg.grad_accum_steps * self.model.config.block_size
         tokens_per_step *= self.rank.world_size
+        self._prove_compiled()
         if s.step == 0 and not s.history["evals"]:
             self._save(rotate=True, best=self.evaluate())
         stop_reason = s.stop_reason or ("max_iters" if s.step >= cfg.max_iters else None)
+        # A GPU runs the steps after the host has queued them: the clock is read only once the
+        # device has finished them (queue.drain() at each read), so train_seconds, tokens/s and the
+        # time budget count the device's work, not the host's. Between reads, with a time budget,
+        # the host waits until at most one step is unfinished: the budget is over by one step at most.
+        queue = DeviceQueue(self.device)
         pending, since_read = [], time.perf_counter()  # steps whose loss is still on the device
         while stop_reason is None:
-            lr = lr_at(s.step, cfg, s.train_seconds)
+            lr = lr_at(s.step, cfg, s.train_seconds + time.perf_counter() - since_read)
             set_lr(self.optimizers, lr / cfg.learning_rate)
-            started = time.perf_counter()
-            loss, grad_norm = self._until_compile_proven(self.train_step)
-            self.compile_unproven = False
-            s.train_seconds += time.perf_counter() - started
+            loss, grad_norm = self.train_step()
+            queue.mark()
             s.step += 1
             pending.append((s.step, loss, grad_norm, lr))
             evaluating = s.step % cfg.eval_interval == 0
@@ -314,14 +365,19 @@ class Trainer:
             reading = len(pending) >= cfg.log_interval or evaluating or saving or s.step >= cfg.max_iters
             # the time budget is agreed by all ranks (a collective: at reads only, under DDP)
             if cfg.max_seconds is not None and (reading or not self.rank.distributed):
-                out_of_time = distributed.any_rank(s.train_seconds >= cfg.max_seconds, self.rank, self.device)
+                queue.wait(behind=0 if reading else 1)
+                spent = s.train_seconds + time.perf_counter() - since_read
+                out_of_time = distributed.any_rank(spent >= cfg.max_seconds, self.rank, self.device)
                 reading = reading or out_of_time
                 stop_reason = "max_seconds" if out_of_time else None
             if stop_reason is None and s.step >= cfg.max_iters:
                 stop_reason = "max_iters"
             if not reading:
                 continue
-            self._read_back(pending, time.perf_counter() - since_read, tokens_per_step)
+            queue.drain()
+            seconds = time.perf_counter() - since_read
+            s.train_seconds += seconds
+            self._read_back(pending, seconds, tokens_per_step)
             improved = False
             if evaluating or stop_reason:
                 improved = self.evaluate()
@@ -329,13 +385,15 @@ class Trainer:
                     stop_reason = "patience"
             s.stop_reason = stop_reason
             self._save(rotate=saving or bool(stop_reason), best=improved)
+            queue.drain()
             since_read = time.perf_counter()  # evaluation and saving are not training time
         return TrainResult(s.step, s.best_val_loss, s.history, s.train_seconds, stop_reason)
 
 
 def train(model, train_tokens, val_tokens, cfg: TrainConfig, out_dir, **kwargs) -> TrainResult:
     """Train `model`; see `Trainer` for the keyword arguments (tokenizer_info, callback, resume,
-    meta, log). Writes rotating `step-*.pt` checkpoints with `last.pt` pointing at the newest,
+    meta, log, and sources: a mixture's (name, start, end, weight) in the train split, see
+    folio.data.WindowSampler). Writes rotating `step-*.pt` checkpoints with `last.pt` pointing at the newest,
     and `best.pt` whenever val loss improves."""
     return Trainer(model, train_tokens, val_tokens, cfg, out_dir, **kwargs).fit()
 
