@@ -1,7 +1,7 @@
 """folio.corpus and folio.splits: a long text streams in bounded pieces cut after a newline (a
 character cut by a read block survives), every format and compression yields its documents, bad
-bytes are named by offset and line; splits cut a stream by its tail or by a seeded set of
-documents, with a boundary marker between documents of a split."""
+bytes are named by offset and line; splits cut a stream by its tail (bytes, at a character) or by a
+seeded set of documents, with a boundary marker between documents of a split."""
 
 from __future__ import annotations
 
@@ -51,22 +51,25 @@ def _stream(*documents):
     return [(d, True) for d in documents]
 
 
-def test_a_tail_split_cuts_the_last_fraction_of_the_characters():
+def test_a_tail_split_cuts_the_last_fraction_of_the_bytes_at_a_character():
     docs = ["a" * 50, "b" * 30, "c" * 20]
     out = list(split_stream(_stream(*docs), tail_plan(100, 0.25)))
     assert out == [("train", "a" * 50), ("train", BOUNDARY), ("train", "b" * 25), ("val", "b" * 5),
                    ("val", BOUNDARY), ("val", "c" * 20)]
+    # 2 bytes per é: the cut at byte 75 falls inside the 38th é, which goes to val with the rest
+    out = list(split_stream(_stream("é" * 50), tail_plan(100, 0.25)))
+    assert out == [("train", "é" * 37), ("val", "é" * 13)]
 
 
 def test_a_document_split_holds_out_whole_documents_chosen_by_the_seed():
-    docs = [f"doc {i}" for i in range(50)]
-    plan = document_plan(50, 0.1, seed=1)
+    docs = [f"doc {i}" for i in range(10, 60)]  # 6 bytes each: 5 of them are 10% of the bytes
+    plan = document_plan([6] * 50, 0.1, seed=1)
     out = list(split_stream(_stream(*docs), plan))
     val = [t for s, t in out if s == "val" and t is not BOUNDARY]
     assert len(val) == 5 and val == [d for d, v in zip(docs, plan.val_documents) if v]
     assert sum(1 for s, t in out if s == "val" and t is BOUNDARY) == 4  # between, not around
-    assert (document_plan(50, 0.1, seed=1).val_documents == plan.val_documents).all()
-    assert not (document_plan(50, 0.1, seed=2).val_documents == plan.val_documents).all()
+    assert (document_plan([6] * 50, 0.1, seed=1).val_documents == plan.val_documents).all()
+    assert not (document_plan([6] * 50, 0.1, seed=2).val_documents == plan.val_documents).all()
 
 
 def test_a_file_ending_inside_a_character_is_named_or_reported(tmp_path):

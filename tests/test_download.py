@@ -2,7 +2,8 @@
 retries with backoff on server errors; no retry on 404; a broken connection resumes with a Range
 request when the server accepts ranges and starts over when it does not; a body that stays short
 is an error, never a file; file:// URLs and plain paths; an empty sha256 is computed and recorded
-by the stage; a mirror directory is tried first."""
+by the stage; a mirror directory is tried first; a failure is one line naming each source; a local
+data.url that is not there (file, folder, glob) is one line from `folio download` naming it."""
 
 import hashlib
 import http.server
@@ -76,9 +77,11 @@ def test_server_errors_are_retried(tmp_path, http_server):
 def test_not_found_is_not_retried(tmp_path, http_server):
     calls = []
     url = http_server(handler=_flaky_handler(99, 404, calls)) + "/c.txt"
-    with pytest.raises(DownloadError, match="404"):
-        fetch([url], tmp_path / "c.txt", DIGEST, retries=3, backoff=0)
+    with pytest.raises(DownloadError, match="404") as err:
+        fetch([url, str(tmp_path / "missing.txt")], tmp_path / "c.txt", DIGEST, retries=3, backoff=0)
     assert len(calls) == 1
+    assert str(err.value).startswith(f"could not fetch {url} (attempt 1/3)")  # each source, one line
+    assert f"; {tmp_path / 'missing.txt'} (attempt 1/3)" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_mirror_is_tried_first_then_the_url(tmp_path, monkeypatch):
@@ -174,3 +177,31 @@ def test_an_empty_sha256_is_computed_recorded_and_logged(tmp_path, monkeypatch, 
     assert (artifacts.raw_dir("mine") / "mine.txt").read_bytes() == BODY
     assert DIGEST in capsys.readouterr().err
     assert corpus.record(params.data) == record  # what train logs to MLflow
+
+
+@pytest.mark.parametrize("url, said", [
+    ("nope.txt", "nope.txt does not exist (a file, folder or glob on this machine, or an http(s) URL)"),
+    ("nope/", "nope/ does not exist (a file, folder or glob on this machine, or an http(s) URL)"),
+    ("corpora/**/*.jsonl", "corpora/**/*.jsonl: the glob matches no file on this machine"),
+])
+def test_a_local_data_url_that_is_not_there_is_one_line_naming_it_as_given(tmp_path, monkeypatch, url, said):
+    """Through the real `folio download`: a missing file, folder or a glob matching nothing is one
+    line naming data.url as the user wrote it (not a file name folio made up), with no talk of
+    the network, no traceback, exit status 1, and nothing written under data/."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT
+
+    (tmp_path / "params.yaml").write_text((PROJECT / "params.yaml").read_text())
+    (tmp_path / "corpora" / "a").mkdir(parents=True)  # the glob's folder exists, its files do not
+    (tmp_path / "corpora" / "a" / "notes.txt").write_text("not a jsonl file")
+    env = {k: v for k, v in os.environ.items() if k != "FOLIO_DATA_MIRROR"}
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "download", "--set", f"data.url={url}",
+                           "--set", "data.sha256="], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: download: data.url: {said}"), done.stderr
+    assert f"looked for in {tmp_path}" in lines[0] and "network" not in lines[0]
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.txt"))

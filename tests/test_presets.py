@@ -1,5 +1,6 @@
 """Presets (presets/*.yaml): each lays its keys over params.yaml (`extends`), validates, trains a
-few steps on CPU, and `folio preset` turns it into the `-S` arguments `dvc exp run` takes."""
+few steps on CPU, and `folio preset` turns it into the `-S` arguments `dvc exp run` takes. The
+presets for a kind of text (code, web) set the keys of every corpus check whose failure names them."""
 
 import shutil
 
@@ -12,14 +13,33 @@ from folio.model import create_model
 from folio.train import Trainer
 from pipeline import params
 from pipeline.cli import app
+from pipeline.gates import corpus_suite
 from pipeline.params import model_config, train_config
 from tests.conftest import PROJECT
 
 PRESETS = sorted((PROJECT / "presets").glob("*.yaml"))
 
 
-def test_there_are_the_speedrun_and_gpu_presets():
-    assert {p.name for p in PRESETS} >= {"cpu-speedrun.yaml", "gpu-shakespeare.yaml"}
+def test_there_are_the_speedrun_gpu_code_and_web_presets():
+    assert {p.name for p in PRESETS} >= {"cpu-speedrun.yaml", "gpu-shakespeare.yaml", "code.yaml", "web.yaml"}
+
+
+# the keys of each corpus check a preset may set (distinct_chars: a tokenizer of no char vocabulary)
+CHECK_KEYS = {"control": ["validate.max_control_char_fraction"], "printable": ["validate.min_printable_fraction"],
+              "markup": ["validate.max_markup_line_fraction"], "duplicates": ["validate.max_duplicate_fraction"],
+              "line_length": ["validate.max_line_length", "validate.max_long_line_fraction"],
+              "distinct_chars": ["validate.max_distinct_chars", "tokenizer.kind"]}
+
+
+@pytest.mark.parametrize("kind", sorted(corpus_suite.PRESETS))
+def test_a_corpus_failure_names_a_preset_only_for_checks_it_sets(kind):
+    path, checks = corpus_suite.PRESETS[kind]
+    base = params.load(PROJECT / "params.yaml").flat()
+    laid = params.load(PROJECT / path).flat()
+    changed = {k for k in base if base[k] != laid[k]}
+    for check in checks:
+        assert changed & set(CHECK_KEYS[check]), (path, check)
+    assert laid["tokenizer.kind"] != "char"  # so the character set is not bounded above
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)

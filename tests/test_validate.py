@@ -1,9 +1,10 @@
 """The validate stage: the real corpus and plain prose/code pass; HTML, binary, UTF-16/Latin-1, tiny,
 empty, long-line, control-character, non-printable, Git LFS pointer, repeated-line, shredded and
-wrong-alphabet corpora fail with messages naming the check, its observed value and threshold;
-corpus.json and the Data Docs are written either way, and no gx/ folder is scaffolded. Lines are
-the text's lines whatever the read size: a line longer than a piece is one line of its full length
-(never held whole), documents and files end lines, and every statistic is that of the whole text."""
+wrong-alphabet corpora fail with messages naming the check, its observed value and threshold (the
+character set is bounded above for a char vocabulary only); corpus.json and the Data Docs are
+written either way, and no gx/ folder is scaffolded. Lines are the text's lines whatever the read
+size: a line longer than a piece is one line of its full length (never held whole), documents and
+files end lines, and every statistic is that of the whole text."""
 
 from __future__ import annotations
 
@@ -22,13 +23,16 @@ from pipeline.stages.validate import main
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared/data/tinyshakespeare.txt"
 
 
-def run_stage(tmp_path: Path, monkeypatch, corpus: bytes, **thresholds) -> tuple[dict, str | None]:
-    """Validate `corpus` in a fresh project dir; return corpus.json and the error message (None if it passed)."""
+def run_stage(tmp_path: Path, monkeypatch, corpus: bytes, tokenizer: str = "char",
+              **thresholds) -> tuple[dict, str | None]:
+    """Validate `corpus` in a fresh project dir for a `tokenizer` vocabulary; return corpus.json and
+    the error message (None if it passed)."""
     monkeypatch.chdir(tmp_path)
     artifacts.raw_dir("t").mkdir(parents=True, exist_ok=True)
     (artifacts.raw_dir("t") / "t.txt").write_bytes(corpus)
     artifacts.raw_record("t").unlink(missing_ok=True)
-    params = validate({"data": {"name": "t", "url": "file:///x", "sha256": "0" * 64}, "validate": thresholds})
+    params = validate({"data": {"name": "t", "url": "file:///x", "sha256": "0" * 64}, "validate": thresholds,
+                       "tokenizer": {"kind": tokenizer}})
     try:
         main(params)
         error = None
@@ -214,11 +218,30 @@ def test_distinct_characters_outside_bounds_fail(tmp_path, monkeypatch):
     assert failed_checks(report) == ["distinct_chars"]
     count = len(set(ideographs))
     assert f"distinct_chars: {count:,} distinct characters, outside validate.min_distinct_chars=10 to " \
-           "validate.max_distinct_chars=1,000" in error
+           "validate.max_distinct_chars=1,000 (tokenizer.kind=char): too many for a vocabulary of characters; " \
+           "use tokenizer.kind=bpe (or raise validate.max_distinct_chars)" in error
+    assert error.endswith("; if this is text from the web, see presets/web.yaml")  # not code
     binary_numbers = "".join(f"{i:b}\n" for i in range(2_000))
     report, error = run_stage(tmp_path, monkeypatch, binary_numbers.encode())
     assert failed_checks(report) == ["distinct_chars"]
     assert "distinct_chars: 3 distinct characters" in error and "'\\n'" in error
+
+
+@pytest.mark.parametrize("tokenizer", ["bpe", "word", "tiktoken:gpt2"])
+def test_the_character_set_bounds_a_char_vocabulary_only(tmp_path, monkeypatch, tokenizer):
+    """bpe, word and tiktoken make no vocabulary of characters: 2,000+ distinct ones pass, the
+    report says why; too few still fail (not text in a language), naming no preset."""
+    rng = random.Random(0)
+    ideographs = "".join("".join(chr(rng.randrange(0x4E00, 0x9FFF)) for _ in range(40)) + "\n" for _ in range(300))
+    report, error = run_stage(tmp_path, monkeypatch, ideographs.encode(), tokenizer)
+    assert error is None and report["tokenizer_kind"] == tokenizer
+    (check,) = [e for e in report["expectations"] if e["name"] == "distinct_chars"]
+    assert check["observed"] == len(set(ideographs)) > 1_000 and check["threshold"] == f"≥ 10 (no maximum for {tokenizer})"
+    assert f"tokenizer.kind={tokenizer} does not make a vocabulary of them" in check["description"]
+    report, error = run_stage(tmp_path, monkeypatch, "".join(f"{i:b}\n" for i in range(2_000)).encode(), tokenizer)
+    assert failed_checks(report) == ["distinct_chars"]
+    assert "distinct_chars: 3 distinct characters, fewer than validate.min_distinct_chars=10: not text in a " \
+           "language (e.g." in error and "presets/" not in error
 
 
 def reference_line_stats(documents: list[str], max_line_length: int = 5000) -> dict:

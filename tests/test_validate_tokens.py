@@ -1,6 +1,9 @@
 """The validate_tokens stage on tokens that tokenize + prepare really produced: a good corpus passes;
 ids outside the vocabulary, a split shorter than one window, splits cut for another val_fraction and
-a tokenizer that loses text fail, each naming the expectation, the observed value and the key to change."""
+a tokenizer that loses text fail, each naming the expectation, the observed value and the key to change;
+val's share of the bytes is checked to the character for a tail split and within the largest
+document's share for a document split, and a failure says whether the splits are stale or not this
+corpus's."""
 
 from __future__ import annotations
 
@@ -63,9 +66,9 @@ def test_good_tokens_pass(prepared):
     report, error = check(prepared())
     assert error is None and report["success"]
     assert [e["name"] for e in report["expectations"]] == [
-        "train_ids_in_range", "val_ids_in_range", "train_tokens", "val_tokens", "val_char_fraction",
+        "train_ids_in_range", "val_ids_in_range", "train_tokens", "val_tokens", "val_byte_fraction",
         "val_token_fraction", "val_ids_in_train", "round_trip"]
-    assert report["stats"]["val_char_fraction"] == pytest.approx(0.1, abs=1e-4)
+    assert report["stats"]["val_byte_fraction"] == pytest.approx(0.1, abs=1e-4)
 
 
 def test_ids_outside_the_vocabulary_fail(prepared):
@@ -91,9 +94,9 @@ def test_a_split_shorter_than_one_window_fails(prepared):
 def test_splits_cut_for_another_val_fraction_fail(prepared):
     prepared()  # prepared with data.val_fraction 0.1, validated against 0.2: stale splits
     report, error = check(_params(data__val_fraction=0.2))
-    assert failed(report) == ["val_char_fraction", "val_token_fraction"]
-    assert "not data.val_fraction=0.2: the prepared splits are stale" in error
-    assert "validate_tokens.val_fraction_tolerance=0.25 (relative)" in error
+    assert failed(report) == ["val_byte_fraction"]  # the tokens are still 10%, as the bytes are
+    assert ("val_byte_fraction: the val split holds 10.00% of the bytes, not data.val_fraction=0.2: the "
+            "splits were cut for data.val_fraction=0.1 and are stale; run `folio prepare` (or `dvc repro`)") in error
 
 
 def test_a_tokenizer_that_loses_text_fails_the_round_trip_unless_allowed(prepared, monkeypatch):
@@ -114,3 +117,29 @@ def test_word_level_round_trips_exactly_up_to_its_unknown_words(prepared):
     """decode(encode(x)) of a word vocabulary is x with unknown pieces as <unk>: exact on that."""
     report, error = check(prepared(tokenizer__kind="word", tokenizer__vocab_size=8))
     assert "round_trip" not in failed(report), error
+
+
+def test_a_document_split_is_checked_within_its_largest_document_and_says_what_is_wrong(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    artifacts.raw_dir("t").mkdir(parents=True)
+    documents = [TEXT[i * 37:i * 37 + 200 + 50 * (i % 9)] for i in range(300)]
+    (artifacts.raw_dir("t") / "t.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in documents))
+    params = _params(data__url="t.jsonl")
+    record_gate_passes(params)
+    tokenize.main(params)
+    prepare.main(params)
+    report, error = check(params)
+    assert error is None and report["stats"]["split"] == "documents"
+    largest = max(len(d) for d in documents)
+    assert report["stats"]["largest_document_fraction"] == round(largest / len("".join(documents)), 6)
+    meta = json.loads(artifacts.PREPARED_META.read_text())
+    # shards that are not this corpus's split: val's share off by more than the largest document
+    artifacts.PREPARED_META.write_text(json.dumps({**meta, "val_bytes": meta["val_bytes"] + 3 * largest}))
+    report, error = check(params)
+    assert failed(report) == ["val_byte_fraction"]
+    assert "not data.val_fraction=0.1 within the largest document's share, " in error
+    assert "the shards are not this corpus's documents split; run `folio prepare` again" in error
+    # a meta.json of a folio that held documents out by count: told to prepare again
+    artifacts.PREPARED_META.write_text(json.dumps({k: v for k, v in meta.items() if k != "largest_document_bytes"}))
+    report, error = check(params)
+    assert "data/prepared/meta.json predates splits by size; run `folio prepare` (or `dvc repro`)" in error

@@ -4,6 +4,11 @@ The manifest lists each file (path below data/raw/<name>/, format, bytes, sha256
 the corpus digest: the file's sha256 for a single file, else the sha256 of the sorted
 `path sha256` lines. Stages read the corpus as documents through `pieces()`, in manifest order,
 and cut it into splits through `split_plan()`, so every stage sees the same documents and splits.
+
+A mixture (data.sources) keeps each source's files in data/raw/<name>/<source>/; the manifest lists
+them all (each entry naming its `source`) and, under "sources", each source's name, url, weight,
+digest (of its own files, as if it were a corpus of its own), bytes and documents. `parts()` gives
+each source's own manifest: the gate judges, and the splits cut, each source on its own.
 """
 
 from __future__ import annotations
@@ -52,16 +57,48 @@ def write_record(name: str, record: dict) -> None:
     write_json(raw_record(name), record)
 
 
+def source_records(sources, manifests: list[dict]) -> list[dict]:
+    """The manifest's "sources": each source (SourceParams) with its own manifest's facts."""
+    return [{"name": s.name, "url": s.url, "weight": s.weight, "sha256": m["sha256"], "pinned": bool(s.sha256),
+             "bytes": m["bytes"], "documents": m["documents"], "files": len(m["files"]), "source": m["source"]}
+            for s, m in zip(sources, manifests)]
+
+
+def check_sources(data, manifest: dict, path) -> None:
+    """A manifest of other sources than data.sources (or of none) is stale, named."""
+    wanted = [(s.name, s.url, s.weight) for s in data.sources]
+    have = [(s["name"], s["url"], s["weight"]) for s in manifest.get("sources", [])]
+    if wanted != have:
+        said = ", ".join(f"{n} ({u}, weight {w:g})" for n, u, w in have) or f"one source, {manifest.get('source')}"
+        raise StageError(f"{path} was downloaded for {said}, not for data.sources as set now; run "
+                         "`folio download` (or `dvc repro`) again")
+
+
+def parts(manifest: dict) -> list[tuple[dict | None, dict]]:
+    """(source, its own manifest) of each source of a mixture, in order; [(None, manifest)] for
+    a corpus of one source."""
+    if not manifest.get("sources"):
+        return [(None, manifest)]
+    return [(source, {**manifest, "sha256": source["sha256"], "bytes": source["bytes"],
+                      "documents": source["documents"],
+                      "files": [e for e in manifest["files"] if e.get("source") == source["name"]]})
+            for source in manifest["sources"]]
+
+
 def record(data) -> dict:
     """The manifest of the corpus `data` (DataParams): {"sha256", "bytes", "documents", "files",
-    "source", "pinned"}. Rebuilt from the files themselves when they were put in place by hand."""
+    "source", "pinned"}, and "sources" for a mixture. Rebuilt from the files themselves when they
+    were put in place by hand (one source only)."""
     path, directory = raw_record(data.name), raw_dir(data.name)
     if path.exists():
         manifest = json.loads(path.read_text(encoding="utf-8"))
         if "files" not in manifest:  # written by a folio before corpora of several files
             raise StageError(f"{path} is not a manifest of this folio's format; run `folio download` "
                              "(or `dvc repro`) again")
+        check_sources(data, manifest, path)
         return manifest
+    if data.sources:
+        require(path, "download")
     require(directory, "download")
     files = sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith("."))
     if not files:
@@ -101,22 +138,46 @@ def pieces(data, manifest: dict | None = None) -> Iterator[tuple[str, bool]]:
 
 
 def split_plan(data, manifest: dict | None = None) -> splits.SplitPlan:
-    """How the corpus divides into train and val (data.split, data.val_fraction, data.seed)."""
+    """How the corpus divides into train and val (data.split, data.val_fraction, data.seed): one
+    streamed pass counts the bytes of the text, or of each document."""
     manifest = manifest or record(data)
     kind = splits.choose(data.split, manifest["documents"], data.val_fraction)
     if kind == "documents":
         if manifest["documents"] < 2:
             raise StageError(f"data.split=documents needs at least 2 documents; the corpus has "
                              f"{manifest['documents']}: use data.split=tail")
-        return splits.document_plan(manifest["documents"], data.val_fraction, data.seed)
-    return splits.tail_plan(splits.count_chars(pieces(data, manifest)), data.val_fraction)
+        return splits.document_plan(splits.document_sizes(pieces(data, manifest)), data.val_fraction, data.seed)
+    return splits.tail_plan(splits.count_bytes(pieces(data, manifest)), data.val_fraction)
+
+
+def split_plans(data, manifest: dict | None = None) -> list[splits.SplitPlan]:
+    """The split of each source (one for a corpus of one source): each holds data.val_fraction of
+    its own bytes."""
+    manifest = manifest or record(data)
+    return [split_plan(data, own) for _, own in parts(manifest)]
+
+
+def sourced_split_pieces(data, manifest: dict | None = None, plans: list[splits.SplitPlan] | None = None):
+    """(source index, split, text | splits.BOUNDARY) over the whole corpus, source by source; a
+    source that follows another in a split starts with a BOUNDARY."""
+    manifest = manifest or record(data)
+    plans = plans or split_plans(data, manifest)
+    started = set()
+    for index, ((_, own), plan) in enumerate(zip(parts(manifest), plans)):
+        first = set()
+        try:
+            for split, text in splits.split_stream(pieces(data, own), plan):
+                if split not in first:
+                    first.add(split)
+                    if split in started and text is not splits.BOUNDARY:
+                        yield index, split, splits.BOUNDARY
+                    started.add(split)
+                yield index, split, text
+        except ValueError as err:  # more documents than the manifest counted
+            raise StageError(f"{raw_dir(data.name)}: {err}; run `folio download` again") from None
 
 
 def split_pieces(data, manifest: dict | None = None, plan: splits.SplitPlan | None = None):
-    """(split, text | splits.BOUNDARY) over the whole corpus."""
-    manifest = manifest or record(data)
-    plan = plan or split_plan(data, manifest)
-    try:
-        yield from splits.split_stream(pieces(data, manifest), plan)
-    except ValueError as err:  # more documents than the manifest counted
-        raise StageError(f"{raw_dir(data.name)}: {err}; run `folio download` again") from None
+    """(split, text | splits.BOUNDARY) over the whole corpus (with `plan`: a corpus of one source)."""
+    for _, split, text in sourced_split_pieces(data, manifest, [plan] if plan else None):
+        yield split, text

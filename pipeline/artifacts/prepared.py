@@ -60,3 +60,15 @@ def load_split(split: str, meta: dict | None = None) -> TokenSplit:
     """One prepared split, read from its shard files, with the dtype prepare chose."""
     meta = meta or read_meta()
     return TokenSplit.open(shard_paths(split, meta), meta["dtype"])
+
+
+def mixture_ranges(meta: dict, data, split: str = "train") -> list[tuple[str, int, int, float]] | None:
+    """A mixture's (name, start, end, weight) of each source in `split`, as the sampler takes them;
+    None for a corpus of one source. Tokens prepared for other sources or weights than data.sources
+    are refused in one line."""
+    have = [(m["name"], m["weight"]) for m in meta.get("mixture", [])]
+    if have != [(s.name, s.weight) for s in data.sources]:
+        said = ", ".join(f"{n} (weight {w:g})" for n, w in have) or "one source"
+        raise StageError(f"{PREPARED_META.parent}/ was prepared for {said}, not for data.sources as set "
+                         "now; run `folio prepare` and `folio validate_tokens` (or `dvc repro`) first")
+    return [(m["name"], *m[split], m["weight"]) for m in meta["mixture"]] if have else None

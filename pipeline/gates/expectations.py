@@ -52,6 +52,7 @@ class Expectation:
     observed: Any = FROM_GX  # computed in Python (one-row stats frames), or read from GX's result
     example: Callable[[], str | None] = lambda: None  # where it first fails; called only on failure
     show: Callable[[Any], str] = number  # how the summary shows the observed value
+    hint: str = ""  # what fits better, said after the example on failure: "this looks like …: see presets/…"
 
 
 @dataclass
@@ -172,6 +173,8 @@ def _check(e: Expectation, result) -> Check:
         check.message = f"{e.name}: " + e.failure.format(o=observed, s=e.show(observed))
         if check.example:
             check.message += f" ({check.example})"
+        if e.hint:
+            check.message += f"; {e.hint}"
     return check
 
 

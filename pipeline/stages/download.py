@@ -1,5 +1,5 @@
-"""Stage download — params: data.name, data.url, data.format, data.sha256 — out: data/raw/<name>/
-(the corpus files) and data/raw/<name>.json (their manifest: path, format, bytes, sha256 and
+"""Stage download — params: data.name, data.url, data.format, data.sha256, data.sources — out:
+data/raw/<name>/ (the corpus files) and data/raw/<name>.json (their manifest: path, format, bytes, sha256 and
 documents of each file, the corpus digest, the source).
 
 `data.url` names one file (an http(s) URL, a `file:///absolute/path` URL or a plain path, relative
@@ -13,9 +13,16 @@ starting with a dot: .git/, .DS_Store) are skipped without a word. With `data.sh
 corpus with any other digest fails the stage naming both; with it empty (a corpus of your own), the
 digest is computed, logged and recorded, and the validate stage is the gate. With FOLIO_DATA_MIRROR
 set (a directory or an http(s) base URL holding `<name>.txt`) the mirror is tried first for a
-single-file corpus; the checksum is verified whichever source serves the file.
+single-file corpus; the checksum is verified whichever source serves the file. A local data.url
+that is not there (a missing file or folder, a glob matching nothing) fails at once in one line
+naming it as written; a download that fails is one line naming each source tried.
 
 The files are gathered beside data/raw/<name>/ and replace it only when all of them arrived.
+
+With data.sources set (a mixture; params: data.sources) each source is fetched as above into
+data/raw/<name>/<source>/, its digest checked against its own sha256 when set, and the manifest
+lists every file (naming its source) and each source's name, url, weight, digest, bytes and
+documents under "sources"; its digest covers all of them (data.url and data.sha256 are unused).
 """
 
 from __future__ import annotations
@@ -47,10 +54,12 @@ def sources(name: str, url: str) -> list[str]:
     return [f"{mirror.rstrip('/')}/{name}.txt", url]
 
 
-def _hint(err: DownloadError, sha256: str) -> str:
+def _hint(err: DownloadError, sha256: str, candidates: list[str]) -> str:
     if "sha256 mismatch" in str(err) and sha256:
         return ("check data.url; if the file changed on purpose, set data.sha256 to its new digest "
                 "(or to \"\" to accept any file, with validate as the gate)")
+    if all(local_path(c) is not None for c in candidates):
+        return f"check data.url (and {MIRROR_ENV}, if set)"
     return f"check data.url (and {MIRROR_ENV}, if set), the network, or put the file at a local path"
 
 
@@ -76,6 +85,11 @@ def some(paths: list[str]) -> str:
     return ", ".join(paths[:NAMED_SKIPPED]) + (f" and {more:,} more" if more > 0 else "")
 
 
+def _relative(path: Path) -> str:
+    """Where a relative data.url was looked for (the project root, where the stage runs)."""
+    return "" if path.is_absolute() else f", looked for in {Path.cwd()}"
+
+
 def local_files(url: str, forced_format: str) -> Listing | None:
     """The files when `url` names a local directory or glob; None for one file or an URL."""
     path = local_path(url)
@@ -87,13 +101,16 @@ def local_files(url: str, forced_format: str) -> Listing | None:
         base = base if base.is_dir() else base.parent
         found = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
         if not found:
-            raise StageError(f"data.url={url}: the glob matches no file; check the pattern "
-                             "(`**` matches any depth)")
+            raise StageError(f"data.url: {url}: the glob matches no file on this machine{_relative(path)}; "
+                             "check the pattern (`**` matches any depth)")
         unknown = [p for p in found if file_format(p, forced_format) is None]
         if unknown:
             raise StageError(f"data.url={url}: {unknown[0]} is of no known format ({KNOWN_FORMATS}); "
                              "narrow the glob or set data.format")
         return Listing(base, found, None)
+    if not path.exists() and not os.environ.get(MIRROR_ENV, "").strip():  # a mirror may serve it
+        raise StageError(f"data.url: {url} does not exist (a file, folder or glob on this machine, or an "
+                         f"http(s) URL){_relative(path)}; check the path")
     if path.is_dir():
         visible = sorted(p for p in path.rglob("*") if p.is_file()
                          and not any(part.startswith(".") for part in p.relative_to(path).parts))
@@ -132,7 +149,7 @@ def fetch_one(staging: Path, data) -> tuple[list[dict], str]:
             got = fetch(candidates, staging / name, data.sha256,
                         progress=lambda done, total: bar.update(done, total), log=log)
         except DownloadError as err:
-            raise StageError(f"{err}\n{_hint(err, data.sha256)}") from None
+            raise StageError(f"{err}; {_hint(err, data.sha256, candidates)}") from None
     return [corpus.describe(staging / name, name, data.format)], got.source
 
 
@@ -157,37 +174,71 @@ def already_there(data) -> bool:
     return manifest["sha256"] == data.sha256 and manifest["source"] in (data.url, *sources(data.name, data.url))
 
 
+def collect(data, staging: Path, record_path: Path) -> dict:
+    """Gather the corpus `data` names (its name, url, format, sha256) into `staging`: its manifest."""
+    listing = local_files(data.url, data.format)
+    if listing:
+        if listing.skipped:
+            count = len(listing.skipped)
+            log(f"skipped {count:,} file{'s' * (count != 1)} of no known format ({KNOWN_FORMATS}) in "
+                f"{listing.base}: {some(listing.skipped)}; all are listed in {record_path}")
+        entries, source = gather_files(listing.base, listing.files, staging, data), data.url
+    else:
+        entries, source = fetch_one(staging, data)
+    manifest = corpus.make_manifest(entries, source, bool(data.sha256), listing.skipped if listing else None)
+    if data.sha256 and manifest["sha256"] != data.sha256:
+        mismatch = DownloadError(f"sha256 mismatch for {data.url}: expected {data.sha256}, got "
+                                 f"{manifest['sha256']} (the manifest's digest over {len(entries):,} files)")
+        raise StageError(f"{mismatch}; {_hint(mismatch, data.sha256, [data.url])}")
+    return manifest
+
+
+def collect_mixture(data, staging: Path, record_path: Path) -> dict:
+    """Each of data.sources into staging/<source>/, checked on its own: the mixture's manifest."""
+    entries, manifests = [], []
+    for i, source in enumerate(data.sources):
+        own = data.model_copy(update={"name": source.name, "url": source.url, "sha256": source.sha256})
+        (staging / source.name).mkdir()
+        try:
+            manifest = collect(own, staging / source.name, record_path)
+        except StageError as err:  # name the source's own keys, not data.url's
+            message = str(err).replace("data.url", f"data.sources[{i}].url ({source.name})")
+            raise StageError(message.replace("data.sha256", f"data.sources[{i}].sha256")) from None
+        manifests.append(manifest)
+        entries += [{**e, "path": f"{source.name}/{e['path']}", "source": source.name} for e in manifest["files"]]
+    skipped = [f"{source.name}/{path}" for source, manifest in zip(data.sources, manifests)
+               for path in manifest.get("skipped", [])]
+    return {**corpus.make_manifest(entries, f"{len(manifests)} sources", all(s.sha256 for s in data.sources), skipped),
+            "sources": corpus.source_records(data.sources, manifests)}
+
+
 def main(params: Params) -> None:
     data = params.data
     dest = artifacts.raw_dir(data.name)
-    if already_there(data):
+    if not data.sources and already_there(data):
         log(f"{dest} already present and verified")
         return
     staging = dest.with_name(f".{dest.name}.incoming")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        listing = local_files(data.url, data.format)
-        if listing:
-            if listing.skipped:
-                count = len(listing.skipped)
-                log(f"skipped {count:,} file{'s' * (count != 1)} of no known format ({KNOWN_FORMATS}) in "
-                    f"{listing.base}: {some(listing.skipped)}; all are listed in {artifacts.raw_record(data.name)}")
-            entries, source = gather_files(listing.base, listing.files, staging, data), data.url
+        if data.sources:
+            manifest = collect_mixture(data, staging, artifacts.raw_record(data.name))
         else:
-            entries, source = fetch_one(staging, data)
-        manifest = corpus.make_manifest(entries, source, bool(data.sha256), listing.skipped if listing else None)
-        if data.sha256 and manifest["sha256"] != data.sha256:
-            mismatch = DownloadError(f"sha256 mismatch for {data.url}: expected {data.sha256}, got "
-                                     f"{manifest['sha256']} (the manifest's digest over {len(entries):,} files)")
-            raise StageError(f"{mismatch}\n{_hint(mismatch, data.sha256)}")
+            manifest = collect(data, staging, artifacts.raw_record(data.name))
         replace_dir(staging, dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     corpus.write_record(data.name, manifest)
+    entries, source = manifest["files"], manifest["source"]
+    for s in manifest.get("sources", []):
+        log(f"source {s['name']}: {s['bytes']:,} bytes, {s['documents']:,} documents from {s['source']}, "
+            f"weight {s['weight']:g}, sha256 {s['sha256']}{' (verified)' if s['pinned'] else ''}")
     what = f"{len(entries):,} files, " if len(entries) > 1 else ""
     summary = f"{what}{manifest['bytes']:,} bytes, {manifest['documents']:,} documents from {source}"
-    if data.sha256:
+    if data.sources:
+        log(f"wrote {dest} ({summary}); the mixture's sha256 is {manifest['sha256']}")
+    elif data.sha256:
         log(f"wrote {dest} ({summary}, sha256 verified)")
     else:
         log(f"wrote {dest} ({summary}); data.sha256 is empty, so nothing was verified: its sha256 is "

@@ -1,7 +1,11 @@
 """Stage prepare — in: data/raw/<name>/, data/raw/<name>.json, data/tokenizer/ — params: data.split,
-data.seed, data.val_fraction, data.text_field, prepare.* — out: data/prepared/ (<split>-NNNNN.bin
+data.seed, data.val_fraction, data.text_field, data.sources, prepare.* — out: data/prepared/ (<split>-NNNNN.bin
 shards of uint16 ids, uint32 for vocabularies over 65,536, and meta.json: tokens per shard, the
-digests of the corpus, of each source file and of the tokenizer, counts).
+digests of the corpus, of each source file and of the tokenizer, counts, the split).
+
+val holds data.val_fraction of the corpus's bytes (folio.splits): the tail of a single text, or
+whole documents drawn with data.seed while they fit; meta.json records the largest document's
+bytes, the bound within which a document split can hold its share (the token gate checks it).
 
 Before any work it refuses a corpus that has not passed the corpus gate and a tokenizer built from
 another corpus or split (data/tokenizer/source.json); a corpus that encodes to an empty split is
@@ -11,6 +15,11 @@ The corpus streams through in batches of about BATCH_CHARS characters; prepare.w
 encode them (the tokenizer's end-of-text token, or the text separator, between documents) and the
 ids are written in stream order, so the shards are the same for any number of workers. At most two
 batches per worker are in flight: memory stays bounded whatever the corpus size.
+
+A mixture (params: data.sources) is split source by source, each holding data.val_fraction of its
+own bytes, and encoded one source after the other, so each source's tokens are one range of each
+split: meta.json's "mixture" lists each source's name, weight, digest and its [start, end) token
+range in train and in val (the train stage hands them, with the weights, to the sampler).
 """
 
 from __future__ import annotations
@@ -49,9 +58,10 @@ def _document_separator() -> np.ndarray:
     return _separator
 
 
-def encode_batch(task: tuple[str, list]) -> tuple[str, np.ndarray, int, int]:
-    """(split, ids, text chars, text bytes) of one batch: texts, with BOUNDARY where a document starts."""
-    split, segments = task
+def encode_batch(task: tuple[str, list, int]) -> tuple[str, np.ndarray, int, int, int]:
+    """(split, ids, text chars, text bytes, source) of one batch of a source: texts, with BOUNDARY
+    where a document starts."""
+    split, segments, source = task
     parts, chars, size = [], 0, 0
     encode_array = getattr(_tokenizer, "encode_array", None)
     for segment in segments:
@@ -62,41 +72,70 @@ def encode_batch(task: tuple[str, list]) -> tuple[str, np.ndarray, int, int]:
         chars += len(segment)
         size += len(segment.encode("utf-8"))
     ids = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-    return split, ids, chars, size
+    return split, ids, chars, size, source
 
 
-def batches(params: Params, manifest: dict, plan):
-    """(split, segments) of about BATCH_CHARS characters, in stream order."""
+def batches(params: Params, manifest: dict, plans):
+    """(split, segments, source) of about BATCH_CHARS characters of one source, in stream order."""
     pending = {split: ([], 0) for split in SPLITS}
-    for split, text in corpus.split_pieces(params.data, manifest, plan):
+    current = 0
+    for source, split, text in corpus.sourced_split_pieces(params.data, manifest, plans):
+        if source != current:  # a batch holds one source's text
+            for name, (segments, _) in pending.items():
+                if segments:
+                    yield name, segments, current
+            pending, current = {name: ([], 0) for name in SPLITS}, source
         segments, size = pending[split]
         segments.append(text)
         size += 0 if text is BOUNDARY else len(text)
         if size >= BATCH_CHARS:
-            yield split, segments
+            yield split, segments, source
             segments, size = [], 0
         pending[split] = (segments, size)
     for split, (segments, _) in pending.items():
         if segments:
-            yield split, segments
+            yield split, segments, current
 
 
-def encoded(params: Params, manifest: dict, plan, workers: int):
+def encoded(params: Params, manifest: dict, plans, workers: int):
     """encode_batch over every batch, results in order; `workers` processes, or inline."""
     if workers == 1:
         _load_worker_tokenizer(str(artifacts.TOKENIZER_DIR))
-        yield from map(encode_batch, batches(params, manifest, plan))
+        yield from map(encode_batch, batches(params, manifest, plans))
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     with multiprocessing.get_context(method).Pool(workers, _load_worker_tokenizer,
                                                   (str(artifacts.TOKENIZER_DIR),)) as pool:
         in_flight = collections.deque()
-        for task in batches(params, manifest, plan):
+        for task in batches(params, manifest, plans):
             in_flight.append(pool.apply_async(encode_batch, (task,)))
             if len(in_flight) >= 2 * workers:
                 yield in_flight.popleft().get()
         while in_flight:
             yield in_flight.popleft().get()
+
+
+def mixture_meta(manifest: dict, plans: list, per_source: list[dict]) -> dict:
+    """meta.json's keys for a mixture: each source's token range in each split; the split is
+    `documents` if any source's is, within the sum of their largest documents."""
+    starts = {s: 0 for s in SPLITS}
+    mixture = []
+    for source, counts in zip(manifest["sources"], per_source):
+        ranges = {s: [starts[s], starts[s] + counts[s]] for s in SPLITS}
+        starts = {s: ranges[s][1] for s in SPLITS}
+        mixture.append({"name": source["name"], "weight": source["weight"], "sha256": source["sha256"], **ranges})
+    documents = [p for p in plans if p.kind == "documents"]
+    split = {"split": "documents", "largest_document_bytes": sum(p.largest_document_bytes for p in documents)}
+    return {"mixture": mixture, **(split if documents else {"split": "tail"})}
+
+
+def check_sources_split(mixture: list[dict]) -> None:
+    """A source that gives a split no token is one line, naming it."""
+    for source in mixture:
+        for split in SPLITS:
+            if source[split][1] == source[split][0]:
+                raise StageError(f"source {source['name']} encodes to no {split} token; give it more text "
+                                 "(or check data.text_field), or leave it out of data.sources")
 
 
 def main(params: Params) -> None:
@@ -105,17 +144,20 @@ def main(params: Params) -> None:
     tokenizer = tokenizer_files.load()
     tokenizer_files.check_source(params.data, manifest["sha256"])
     dtype = token_dtype(tokenizer.vocab_size)
-    plan = corpus.split_plan(params.data, manifest)
+    plans = corpus.split_plans(params.data, manifest)
+    plan = plans[0]
     workers = 1 if manifest["bytes"] < INLINE_BYTES else (params.prepare.workers or os.cpu_count() or 1)
     writers = {s: ShardWriter(artifacts.PREPARED_DIR, s, dtype, params.prepare.shard_tokens) for s in SPLITS}
     counts = {f"{s}_{k}": 0 for s in SPLITS for k in ("tokens", "chars", "bytes")}
+    per_source = [{s: 0 for s in SPLITS} for _ in plans]  # tokens of each source in each split
     started = time.perf_counter()
     for stale in artifacts.PREPARED_DIR.glob("*.bin"):  # shards of an earlier run (a DVC output)
         stale.unlink()
     try:
         with Progress("prepare", total=manifest["bytes"], every=10.0) as bar:
-            for split, ids, chars, size in encoded(params, manifest, plan, workers):
+            for split, ids, chars, size, source in encoded(params, manifest, plans, workers):
                 writers[split].write(ids)
+                per_source[source][split] += len(ids)
                 counts[f"{split}_tokens"] += len(ids)
                 counts[f"{split}_chars"] += chars
                 counts[f"{split}_bytes"] += size
@@ -138,8 +180,14 @@ def main(params: Params) -> None:
             "split": plan.kind, "corpus_sha256": manifest["sha256"], "shards": shards, **counts,
             "sources": [{"path": f["path"], "sha256": f["sha256"]} for f in manifest["files"]],
             "bytes_per_token": total_bytes / max(1, counts["train_tokens"] + counts["val_tokens"])}
+    if plan.kind == "documents":  # a tail split's meta.json is as it was: a run's fingerprint holds its digest
+        meta["largest_document_bytes"] = plan.largest_document_bytes
+    if manifest.get("sources"):
+        meta |= mixture_meta(manifest, plans, per_source)
+        check_sources_split(meta["mixture"])
     prepared.write_meta(meta)
     log(f"train {meta['train_tokens']:,} tokens, val {meta['val_tokens']:,} tokens in "
         f"{sum(map(len, shards.values()))} shards ({meta['bytes_per_token']:.2f} bytes/token, {dtype.name}, "
-        f"{plan.kind} split; encoded in {seconds:.2f}s, {total_bytes / 1e6 / max(seconds, 1e-9):.1f} MB/s "
-        f"with {workers} process(es)) -> {artifacts.PREPARED_DIR}")
+        f"{meta['split']} split, val {meta['val_bytes'] / max(total_bytes, 1):.2%} of the bytes; encoded in "
+        f"{seconds:.2f}s, {total_bytes / 1e6 / max(seconds, 1e-9):.1f} MB/s with {workers} process(es)) "
+        f"-> {artifacts.PREPARED_DIR}")

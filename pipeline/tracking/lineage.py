@@ -22,12 +22,25 @@ def git_commit() -> str | None:
         return None
 
 
-def run_tags() -> dict[str, str]:
+# names the sweep a run belongs to (README: Sweeps); under `dvc exp run` without it, the sweep is
+# the commit the experiments branched from
+SWEEP_ENV = "FOLIO_SWEEP"
+
+
+def run_tags(environ=os.environ) -> dict[str, str]:
+    """The git commit; under `dvc exp run` the experiment's name and baseline commit; and `sweep`:
+    $FOLIO_SWEEP, else the baseline commit's first 7 digits, so every point of one sweep shares it
+    (MLflow: `tags.sweep = '...'`)."""
     tags = {}
     if commit := git_commit():
         tags["mlflow.source.git.commit"] = commit
-    if exp_name := os.environ.get("DVC_EXP_NAME"):
+    if exp_name := environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = exp_name
+    baseline = environ.get("DVC_EXP_BASELINE_REV", "")
+    if baseline:
+        tags["dvc.baseline_rev"] = baseline
+    if sweep := environ.get(SWEEP_ENV, "").strip() or baseline[:7]:
+        tags["sweep"] = sweep
     return tags
 
 
@@ -39,22 +52,43 @@ def run_name(flat_params: dict) -> str:
     )
 
 
-def log_corpus_dataset(name: str, manifest: dict) -> None:
-    """Record the corpus as the run's one dataset input: name, the manifest's digest, source, size,
-    files and documents."""
-    url, sha256 = manifest["source"], manifest["sha256"]
-    ml = mlflow()
+def _dataset_source(url: str):
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.http_dataset_source import HTTPDatasetSource
-    from mlflow.data.meta_dataset import MetaDataset
 
     if url.startswith(("http://", "https://")):
-        source = HTTPDatasetSource(url)
-    else:  # a local file: MLflow registers the same local source class twice and warns about it
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            source = resolve_dataset_source(str(Path(url.removeprefix("file://")).resolve()))
-    dataset = MetaDataset(source=source, name=name, digest=sha256[:16])
+        return HTTPDatasetSource(url)
+    # a local file: MLflow registers the same local source class twice and warns about it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return resolve_dataset_source(str(Path(url.removeprefix("file://")).resolve()))
+
+
+def mixture_params(manifest: dict) -> dict[str, str]:
+    """A mixture's sources as run params: `data.source.<name>.url`, `.sha256`, `.weight`, `.bytes`."""
+    return {f"data.source.{s['name']}.{key}": str(s[key])
+            for s in manifest.get("sources", []) for key in ("url", "sha256", "weight", "bytes")}
+
+
+def log_corpus_dataset(name: str, manifest: dict) -> None:
+    """Record the corpus as the run's one dataset input: name, the manifest's digest, source, size,
+    files and documents. A mixture is one dataset input per source (named <name>/<source>, with its
+    url, digest and weight) and its sources as params (mixture_params), the mixture's digest a tag."""
+    ml = mlflow()
+    from mlflow.data.meta_dataset import MetaDataset
+
+    if manifest.get("sources"):
+        for s in manifest["sources"]:
+            dataset = MetaDataset(source=_dataset_source(s["url"]), name=f"{name}/{s['name']}", digest=s["sha256"][:16])
+            ml.log_input(dataset, context="training", tags={
+                "sha256": s["sha256"], "weight": f"{s['weight']:g}", "size_bytes": str(s["bytes"]),
+                "files": str(s["files"]), "documents": str(s["documents"]), "mixture": name})
+        ml.log_params(mixture_params(manifest))
+        ml.set_tags({"data.sha256": manifest["sha256"],
+                     "data.sources": ", ".join(f"{s['name']}:{s['weight']:g}" for s in manifest["sources"])})
+        return
+    url, sha256 = manifest["source"], manifest["sha256"]
+    dataset = MetaDataset(source=_dataset_source(url), name=name, digest=sha256[:16])
     tags = {"sha256": sha256, "size_bytes": str(manifest["bytes"]),
             "files": str(len(manifest["files"])), "documents": str(manifest["documents"])}
     ml.log_input(dataset, context="training", tags=tags)

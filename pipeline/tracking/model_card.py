@@ -20,7 +20,7 @@ class CardFacts:
     version: str
     run_id: str
     run_name: str
-    data: dict  # name, url, sha256, pinned, size_bytes, val_fraction
+    data: dict  # name, url, sha256, pinned, size_bytes, val_fraction; a mixture's sources (mixture_rows)
     tokenizer: dict  # kind, vocab_size, bytes_per_token
     params: dict  # flat model.* and train.* params
     metrics: dict  # the val section of reports/metrics.json
@@ -65,16 +65,34 @@ def _demoted(markdown: str) -> str:
     return "\n".join(lines).strip()
 
 
+def mixture_rows(sources: list[dict], meta: dict) -> list[dict]:
+    """Each source of a mixture as the card shows it: the manifest's name, url, sha256, weight and
+    bytes, and its train tokens from data/prepared/meta.json."""
+    tokens = {m["name"]: m["train"][1] - m["train"][0] for m in meta.get("mixture", [])}
+    return [{"name": s["name"], "url": s["url"], "sha256": s["sha256"], "weight": s["weight"],
+             "bytes": s["bytes"], "train_tokens": tokens.get(s["name"], 0)} for s in sources]
+
+
+def _mixture(sources: list[dict]) -> list[str]:
+    total = sum(s["weight"] for s in sources)
+    rows = [[s["name"], s["url"], f"`{s['sha256'][:16]}`", f"{s['weight']:g}", f"{s['weight'] / total:.1%}",
+             f"{s['bytes']:,}", f"{s['train_tokens']:,}"] for s in sources]
+    return ["", "A mixture: each epoch draws its training windows from the sources in proportion to their "
+            "weights; each source's own last or seeded share is its validation split.", "",
+            _table(["source", "url", "sha256", "weight", "share of windows", "bytes", "train tokens"], rows)]
+
+
 def _data_section(f: CardFacts) -> str:
     d, t = f.data, f.tokenizer
     return "\n".join([
         "## Data",
         "",
-        f"- corpus **{d['name']}** from {d['url']}",
+        f"- corpus **{d['name']}** from " + (f"{len(d['sources'])} sources" if d.get("sources") else d["url"]),
         f"- sha256 `{d['sha256']}` ({'pinned by data.sha256' if d.get('pinned') else 'as downloaded; data.sha256 is unpinned'}), "
         f"{d['size_bytes']:,} bytes; the last {d['val_fraction']:.0%} is the validation split",
         f"- tokenizer `{t['kind']}`, {t['vocab_size']:,} tokens, {t['bytes_per_token']:.2f} bytes "
         "per token",
+        *(_mixture(d["sources"]) if d.get("sources") else []),
     ])
 
 

@@ -7,6 +7,13 @@ windows from the files, so memory does not grow with the corpus.
 Batches are drawn without replacement within an epoch: each epoch is a seeded permutation of the
 split's windows (block_size + 1 tokens at a seeded offset), and the windows of one optimizer step
 are spread over DDP ranks by their draw index, so ranks never share a window within an epoch.
+
+A mixture (`sources`: the split's token range of each source and its weight) draws each epoch as
+many windows as the split holds on that epoch's grid (N); source s gets round(N · w_s / Σw) of
+them (largest remainders: the shares sum to N). A source with fewer windows than its share repeats
+them (each ⌊share / n_s⌋ times, the rest a seeded sample), one with more gives a seeded sample of
+its windows, drawn anew each epoch; the epoch's draws are then shuffled. So the weights are the
+shares of the drawn windows, and every draw is a pure function of (seed, epoch).
 """
 
 from __future__ import annotations
@@ -147,7 +154,10 @@ class WindowSampler:
     """
 
     def __init__(self, tokens, block_size: int, batch_size: int, seed: int, rank: int = 0,
-                 world_size: int = 1, grad_accum_steps: int = 1):
+                 world_size: int = 1, grad_accum_steps: int = 1,
+                 sources: Sequence[tuple[str, int, int, float]] | None = None):
+        """`sources`: a mixture, (name, start, end, weight) of each source's tokens [start, end)
+        in the split, in order, together the whole split; None: the split is drawn uniformly."""
         self.split = TokenSplit.of(tokens)
         longest = max(self.split.lengths, default=0)
         if longest < block_size + 1:
@@ -156,17 +166,69 @@ class WindowSampler:
                 f"{block_size + 1:,}; lower model.block_size, or use a longer corpus or a larger data.val_fraction")
         self.block_size, self.batch_size, self.seed = block_size, batch_size, seed
         self.rank, self.world_size, self.accum = rank, world_size, grad_accum_steps
+        # (shard, start in the shard, tokens, source) of each stretch windows are cut from
+        self.segments = [(i, 0, n, 0) for i, n in enumerate(self.split.lengths)]
+        self.sources = None
+        if sources:
+            self.sources = [(str(name), int(a), int(b), float(w)) for name, a, b, w in sources]
+            self.segments = self._source_segments()
+            longest = min(max(n for _, _, n, s in self.segments if s == k) for k in range(len(self.sources)))
         self.offsets = min(block_size, longest - block_size)  # each epoch shifts the window grid
         self.epoch_starts = [0]  # first draw of each epoch, extended as epochs are reached
         self._perms: dict[int, torch.Tensor] = {}
+
+    def _source_segments(self) -> list[tuple[int, int, int, int]]:
+        """Each source's range cut at the shard boundaries; a source without a stretch of
+        block_size + 1 tokens is refused, named."""
+        bounds = np.concatenate([[0], np.cumsum(self.split.lengths)])
+        position, segments = 0, []
+        for k, (name, start, end, weight) in enumerate(self.sources):
+            if start != position or end < start or weight <= 0:
+                raise ValueError(f"source {name!r}: tokens [{start}, {end}) with weight {weight:g} do not "
+                                 f"follow the previous source (at {position}) with a positive weight")
+            position = end
+            for shard in range(len(self.split.lengths)):
+                a, b = max(start, int(bounds[shard])), min(end, int(bounds[shard + 1]))
+                if b > a:
+                    segments.append((shard, a - int(bounds[shard]), b - a, k))
+            if max((n for _, _, n, s in segments if s == k), default=0) < self.block_size + 1:
+                raise SplitTooShort(f"source {name!r} holds {end - start:,} tokens of the split, fewer than "
+                                    f"block_size + 1 = {self.block_size + 1:,} in one stretch; lower "
+                                    "model.block_size, or give the source more text")
+        if position != len(self.split):
+            raise ValueError(f"the sources cover {position:,} tokens, the split holds {len(self.split):,}")
+        return segments
 
     def _epoch_offset(self, epoch: int) -> int:
         return derive_seed(self.seed, "offset", epoch) % self.offsets
 
     def _counts(self, epoch: int) -> np.ndarray:
-        """Windows per shard in `epoch`."""
+        """Windows per segment (per shard, when not a mixture) in `epoch`."""
         offset = self._epoch_offset(epoch)
-        return np.array([max(0, (n - 1 - offset) // self.block_size) for n in self.split.lengths])
+        return np.array([max(0, (n - 1 - offset) // self.block_size) for _, _, n, _ in self.segments])
+
+    def shares(self, windows: int) -> list[int]:
+        """Windows of each source among `windows` draws: round(windows · w / Σw), by largest remainders."""
+        weights = np.array([w for *_, w in self.sources], dtype=np.float64)
+        exact = windows * weights / weights.sum()
+        counts = np.floor(exact).astype(np.int64)
+        for k in np.argsort(-(exact - counts), kind="stable")[:windows - int(counts.sum())]:
+            counts[k] += 1
+        return [int(c) for c in counts]
+
+    def _mixture_draws(self, epoch: int) -> np.ndarray:
+        """The epoch's windows (indices into its segments' windows), each source's share of them."""
+        counts = self._counts(epoch)
+        per_source = np.bincount([s for *_, s in self.segments], weights=counts,
+                                 minlength=len(self.sources)).astype(np.int64)
+        firsts = np.concatenate([[0], np.cumsum(per_source)])  # a source's segments follow each other
+        rng = np.random.default_rng(derive_seed(self.seed, "mixture", epoch))
+        picks = []
+        for k, share in enumerate(self.shares(int(counts.sum()))):
+            full, rest = divmod(share, int(per_source[k]))
+            own = np.arange(firsts[k], firsts[k + 1], dtype=np.int64)
+            picks += [np.tile(own, full), firsts[k] + np.sort(rng.permutation(int(per_source[k]))[:rest])]
+        return np.concatenate(picks)
 
     def windows_in_epoch(self, epoch: int) -> int:
         return int(self._counts(epoch).sum())
@@ -186,17 +248,27 @@ class WindowSampler:
             if len(self._perms) >= 2:
                 self._perms.pop(min(self._perms))
             generator = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", epoch))
-            self._perms[epoch] = torch.randperm(self.windows_in_epoch(epoch), generator=generator)
+            perm = torch.randperm(self.windows_in_epoch(epoch), generator=generator)
+            self._perms[epoch] = perm if self.sources is None else torch.from_numpy(self._mixture_draws(epoch))[perm]
         return self._perms[epoch]
 
-    def window(self, draw: int) -> np.ndarray:
-        """The block_size + 1 tokens of one draw."""
+    def _locate(self, draw: int) -> tuple[int, int, int]:
+        """(segment, start in its shard, epoch) of one draw."""
         epoch = self.epoch_of(draw)
         index = int(self._permutation(epoch)[draw - self.epoch_starts[epoch]])
         bounds = np.cumsum(self._counts(epoch))
-        shard = int(np.searchsorted(bounds, index, side="right"))
-        local = index - (int(bounds[shard - 1]) if shard else 0)
-        return self.split.read(shard, self._epoch_offset(epoch) + local * self.block_size, self.block_size + 1)
+        segment = int(np.searchsorted(bounds, index, side="right"))
+        local = index - (int(bounds[segment - 1]) if segment else 0)
+        return segment, self.segments[segment][1] + self._epoch_offset(epoch) + local * self.block_size, epoch
+
+    def source_of(self, draw: int) -> int:
+        """The index of the source one draw's window comes from (0 when not a mixture)."""
+        return self.segments[self._locate(draw)[0]][3]
+
+    def window(self, draw: int) -> np.ndarray:
+        """The block_size + 1 tokens of one draw."""
+        segment, start, _ = self._locate(draw)
+        return self.split.read(self.segments[segment][0], start, self.block_size + 1)
 
     def first_draw(self, step: int, micro_step: int = 0) -> int:
         return ((step * self.accum + micro_step) * self.world_size + self.rank) * self.batch_size

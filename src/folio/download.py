@@ -156,5 +156,5 @@ def fetch(
                     raise ChecksumMismatch(f"sha256 mismatch for {source}: expected {sha256}, got {actual}")
             return Fetched(dest, source, actual, dest.stat().st_size)
         except DownloadError as err:
-            failures.append(str(err))
-    raise DownloadError(f"could not fetch {dest.name}:\n  " + "\n  ".join(failures))
+            failures.append(" ".join(str(err).split()))  # one line, whatever the server sent
+    raise DownloadError("could not fetch " + "; ".join(failures))  # each names its source
