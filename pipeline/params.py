@@ -1,6 +1,7 @@
 """The typed schema of params.yaml, validated once before any stage does work.
 
-Every error is reported together, each naming the key and the offending value.
+Every error is reported together, each naming the key and the offending value: an unknown key
+(a typo) with the known keys closest to it, a value of the wrong type with the type its key takes.
 `--set key.path=value` overrides are applied before validation (values parse as YAML).
 
 One place for each default: model.* and train.* take theirs from the library's GPTConfig and
@@ -11,7 +12,10 @@ TrainConfig, the other sections' are here; params.yaml states every key with tho
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +39,22 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _known_scheme(url: str) -> str:
+    scheme, sep, _ = url.partition("://")
+    if sep and scheme.lower() not in ("http", "https", "file"):
+        raise ValueError(f"unsupported scheme {scheme!r}: use http(s)://, file:// or a plain path")
+    return url
+
+
+class SourceParams(Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="the source's name; its files go to data/raw/<data.name>/<name>/")
+    url: str = Field(min_length=1, description="where the source comes from, as data.url: a file, a directory, a glob or an http(s) URL")
+    weight: float = Field(gt=0, description="the source's share of the training windows drawn each epoch, relative to the other weights")
+    sha256: str = Field("", pattern=r"^([0-9a-f]{64})?$", description="expected digest of the source (as data.sha256 for a corpus of its own); empty: recorded, not checked")
+
+    _scheme = field_validator("url")(classmethod(lambda cls, url: _known_scheme(url)))
+
+
 class DataParams(Section):
     name: str = Field("tinyshakespeare", pattern=r"^[A-Za-z0-9_.-]+$", description="corpus name; its files go to data/raw/<name>/, its manifest to data/raw/<name>.json")
     url: str = Field(min_length=1, description="where the corpus comes from: an http(s):// or file:// URL or a path naming one file, a directory (every file of a known format inside, recursively) or a glob")
@@ -44,14 +64,20 @@ class DataParams(Section):
     split: Literal["auto", "tail", "documents"] = Field("auto", description="tail: the last val_fraction of the characters is val; documents: a seeded val_fraction of the documents; auto: documents when there are at least 10 / val_fraction of them, else tail")
     seed: int = Field(1337, description="seeds which documents are val and the tokenizer's training sample")
     val_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="share of the corpus kept for validation (see data.split)")
+    sources: list[SourceParams] = Field(default_factory=list, description="a weighted mixture: [{name, url, weight, sha256}], each source downloaded, gated and split on its own, its training windows drawn in proportion to its weight; empty = data.url is the one source (data.url and data.sha256 are unused when set)")
 
     @field_validator("url")
     @classmethod
     def known_scheme(cls, url: str) -> str:
-        scheme, sep, _ = url.partition("://")
-        if sep and scheme.lower() not in ("http", "https", "file"):
-            raise ValueError(f"unsupported scheme {scheme!r}: use http(s)://, file:// or a plain path")
-        return url
+        return _known_scheme(url)
+
+    @field_validator("sources")
+    @classmethod
+    def distinct_source_names(cls, sources: list) -> list:
+        names = [s.name for s in sources]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"two sources are named {twice[0]!r}; give each source its own name")
+        return sources
 
 
 class ValidateParams(Section):
@@ -65,7 +91,7 @@ class ValidateParams(Section):
     min_mean_line_length: float = Field(5.0, ge=0.0, description="shortest acceptable mean line length, in characters (one word or character per line is shredded text)")
     max_duplicate_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of the text, by characters of non-blank stripped lines, allowed in lines repeating an earlier line")
     min_distinct_chars: int = Field(10, ge=1, description="fewest distinct characters (the character vocabulary)")
-    max_distinct_chars: int = Field(1000, ge=1, description="most distinct characters; more suits a bpe tokenizer, not char")
+    max_distinct_chars: int = Field(1000, ge=1, description="most distinct characters, for tokenizer.kind=char only (its vocabulary); bpe, word and tiktoken are not limited")
 
     @model_validator(mode="after")
     def distinct_chars_range(self):
@@ -145,6 +171,7 @@ class TrainParams(Section):
     grad_checkpointing: bool = Field(_TRAIN["grad_checkpointing"], description="recompute block activations in the backward pass to save memory")
     deterministic: bool = Field(_TRAIN["deterministic"], description="CUDA's deterministic kernels (CPU kernels already are)")
     nproc: int = Field(1, ge=1, description="processes per node; > 1 launches the stage through torchrun (DDP)")
+    collective_timeout_s: float = Field(300, gt=0, description="seconds a DDP rank waits in a collective for the others (a lost node, a hung peer) before it stops with one line; torch's own default is 30 minutes")
     on_code_change: Literal["restart", "resume"] = Field("restart", description="a run whose training code changed since its last checkpoint: restart = move it aside and train anew (the same code gives the same model); resume = continue it from its checkpoint, the change recorded in models/run.json and on its MLflow run")
 
     @field_validator("compile", mode="before")
@@ -177,9 +204,16 @@ class PrepareParams(Section):
     shard_tokens: int = Field(100_000_000, ge=1024, description="tokens per shard file (data/prepared/<split>-NNNNN.bin)")
 
 
+class HarnessParams(Section):
+    tasks: list[str] = Field(default_factory=list, description="lm-evaluation-harness tasks the evaluate stage also scores, e.g. [hellaswag] (the eval extra; docs/evaluation.md); empty = none")
+    include_path: str | None = Field(None, min_length=1, description="a folder of task YAMLs of your own (relative to the project root)")
+    limit: int | None = Field(None, ge=1, description="score only the first N documents of each task; null = all")
+
+
 class EvaluateParams(Section):
     batch_size: int = Field(32, ge=1, description="windows per forward pass over the val split")
     max_tokens: int | None = Field(200_000, ge=1, description="evaluate at most this many val tokens, in windows evenly spaced over the split (the same ones every run); null or a larger value = the whole split")
+    harness: HarnessParams = Field(default_factory=HarnessParams)
 
 
 class SampleParams(Section):
@@ -279,18 +313,121 @@ def _yaml_value(value) -> str:
 
 
 def validate(tree: dict) -> Params:
+    """`tree` as Params, or one ParamsError naming every problem: an unknown key with the known
+    keys closest to it, a value of the wrong type with the type its key takes."""
     try:
         return Params.model_validate(tree)
     except ValidationError as err:
-        lines = []
+        problems: list[str] = []
         for e in err.errors():
-            key = ".".join("validate" if p == "validate_" else str(p) for p in e["loc"])
-            value = e.get("input")
-            shown = "missing" if e["type"] == "missing" else f"value {value!r}"
-            message = e["msg"].removeprefix("Value error, ")
-            lines.append(message if isinstance(value, dict) else f"{key}: {message} ({shown})")
-        raise ParamsError("invalid params: " + "; ".join(lines)
-                          + "; fix them in the params file or the --set overrides") from None
+            problem = _describe_error(e)
+            if problem not in problems:  # a union reports one error per member
+                problems.append(problem)
+        fix = ("fix it in the params file or the --set override" if len(problems) == 1
+               else "fix them in the params file or the --set overrides")
+        raise ParamsError("invalid params: " + "; ".join(problems) + f"; {fix}") from None
+
+
+# pydantic error types that mean "a value of another type": the message names the type the key takes
+_TYPE_ERRORS = {"int_parsing", "int_type", "int_from_float", "float_parsing", "float_type", "bool_parsing",
+                "bool_type", "string_type", "list_type", "literal_error", "model_type", "model_attributes_type",
+                "dict_type", "none_required"}
+
+
+def schema_keys(model: type[BaseModel] | None = None, prefix: str = "") -> dict[str, object]:
+    """Every key of the schema, sections and leaves, by its params.yaml name: its type."""
+    keys: dict[str, object] = {}
+    for name, field in (model or Params).model_fields.items():
+        key = prefix + (field.alias or name)
+        keys[key] = field.annotation
+        if _is_section(field.annotation):
+            keys.update(schema_keys(field.annotation, key + "."))
+    return keys
+
+
+def closest_keys(key: str) -> list[str]:
+    """The schema keys a typo of `key` most likely meant, best first (at most three): the same
+    depth, names compared by difflib, a key of another section a little less likely."""
+    section, _, leaf = key.rpartition(".")
+    scores = {}
+    for known in schema_keys():
+        known_section, _, known_leaf = known.rpartition(".")
+        if known.count(".") == key.count("."):
+            ratio = difflib.SequenceMatcher(None, leaf, known_leaf).ratio()
+            scores[known] = ratio - (0.1 if known_section != section else 0.0)
+    best = max(scores.values(), default=0.0)
+    close = [k for k in sorted(scores, key=scores.get, reverse=True) if scores[k] >= max(0.6, best - 0.1)]
+    return close[:3]
+
+
+def _describe_error(e: dict) -> str:
+    key, annotation = _key_of(e["loc"])
+    value = e.get("input")
+    if e["type"] == "extra_forbidden":
+        what = "section" if "." not in key else "key"
+        close = closest_keys(key)
+        hint = (f"did you mean {' or '.join(close)}?" if close
+                else f"params.yaml lists every {what}")
+        return f"{key} is not a params {what} ({hint})"
+    if e["type"] in _TYPE_ERRORS and annotation is not None:
+        return f"{key}: expected {_type_name(annotation)}, got {value!r}"
+    message = e["msg"].removeprefix("Value error, ")
+    if isinstance(value, dict) and e["type"] != "missing":  # a section's own check: its message names the keys
+        return message
+    shown = "missing" if e["type"] == "missing" else f"value {value!r}"
+    return f"{key}: {message} ({shown})"
+
+
+def _key_of(loc: tuple) -> tuple[str, object]:
+    """The params.yaml key an error's location names (`sample.prompts[0]`), and the type it takes
+    (None for a key the schema does not have). Union members in the location are left out."""
+    key, annotation = "", Params
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+            args = typing.get_args(annotation)
+            annotation = args[0] if args else None
+        elif _is_section(annotation):
+            name = "validate" if part == "validate_" else str(part)
+            field = next((f for n, f in annotation.model_fields.items() if name in (n, f.alias)), None)
+            key = f"{key}.{name}" if key else name
+            annotation = field.annotation if field else None
+        elif annotation is None:  # inside a key the schema does not have
+            key += f".{part}"
+        # else: a union member's tag (`bool`, `literal['auto']`), not a key
+    return key, (annotation if key else None)
+
+
+def _is_section(annotation) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _type_name(annotation) -> str:
+    """A type as a user reads it: `an integer or null`, `auto, true or false`."""
+    names: list[str] = []
+
+    def add(tp) -> None:
+        origin = typing.get_origin(tp)
+        if origin in (typing.Union, types.UnionType):
+            for arg in typing.get_args(tp):
+                add(arg)
+        elif origin is Literal:
+            names.extend(_yaml_value(v) for v in typing.get_args(tp))
+        elif origin is list:
+            (item,) = typing.get_args(tp) or (None,)
+            names.append("a list" + (f" of {_PLURAL.get(item, 'values')}" if item else ""))
+        elif _is_section(tp):
+            names.append("a section of keys")
+        else:
+            names.extend(_SINGULAR.get(tp, getattr(tp, "__name__", str(tp))).split(" or "))
+
+    add(annotation)
+    names = list(dict.fromkeys(names))
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+_SINGULAR = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
+_PLURAL = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
 
 
 def read_tree(path: str | Path, _extending: tuple[Path, ...] = ()) -> dict:
@@ -343,6 +480,7 @@ def model_config(params: Params, vocab_size: int) -> GPTConfig:
 
 def train_config(params: Params) -> TrainConfig:
     """The library's training config for params' train.* (less what the stage itself handles)."""
-    settings = params.train.model_dump(exclude={"nproc", "init_from", "keep_previous", "on_code_change"})
+    settings = params.train.model_dump(exclude={"nproc", "collective_timeout_s", "init_from", "keep_previous",
+                                                  "on_code_change"})
     settings["compile"] = None if settings["compile"] == "auto" else settings["compile"]
     return TrainConfig(**settings)

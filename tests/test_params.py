@@ -1,12 +1,16 @@
-"""The params schema: the real params.yaml validates; errors name key and value, all at once;
---set overrides parse as YAML; flattened keys are what DVC and MLflow see."""
+"""The params schema: the real params.yaml validates; errors name key and value, all at once, an
+unknown key with the keys it likely meant and a wrong type with the type the key takes, through
+--set, a params file and the CLI; --set overrides parse as YAML; flattened keys are what DVC and
+MLflow see."""
 
 import re
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from pipeline import params
+from pipeline.cli import app
 from tests.conftest import PROJECT
 
 
@@ -144,6 +148,10 @@ def test_errors_are_one_line_naming_what_to_do():
     tree["train"]["batch_size"] = 0
     with pytest.raises(params.ParamsError) as err:
         params.validate(tree)
+    assert "\n" not in str(err.value) and str(err.value).endswith("fix it in the params file or the --set override")
+    tree["train"]["warmup_iters"] = -1
+    with pytest.raises(params.ParamsError) as err:
+        params.validate(tree)
     assert "\n" not in str(err.value) and str(err.value).endswith("fix them in the params file or the --set overrides")
 
 
@@ -152,3 +160,81 @@ def test_a_params_file_that_is_not_yaml_is_one_line_naming_the_line(tmp_path):
     path.write_text("train:\n  batch_size: [\n")
     with pytest.raises(params.ParamsError, match=rf"^{re.escape(str(path))} is not valid YAML at line 3 "):
         params.load(path)
+
+
+@pytest.mark.parametrize("typo, meant", [
+    ("train.max_iter", "train.max_iters"), ("model.n_layers", "model.n_layer"),
+    ("train.learningrate", "train.learning_rate"), ("train.evals_iters", "train.eval_iters"),
+    ("sample.prompt", "sample.prompts"), ("train.dropout", "model.dropout"),  # another section's key
+    ("trian", "train"), ("validate_token", "validate_tokens"),  # a section
+])
+def test_an_unknown_key_names_the_key_it_likely_meant(tmp_path, typo, meant):
+    path = tmp_path / "params.yaml"
+    path.write_text((PROJECT / "params.yaml").read_text())
+    what = "section" if "." not in typo else "key"
+    expected = f"invalid params: {typo} is not a params {what} (did you mean {meant}?); fix it in "
+    value = "{x: 1}" if what == "section" else "1"
+    with pytest.raises(params.ParamsError) as err:  # a --set override
+        params.load(path, [f"{typo}={value}"])
+    assert str(err.value).startswith(expected), str(err.value)
+    tree = params.read_tree(path)
+    params.apply_override(tree, f"{typo}={value}")
+    path.write_text(yaml.safe_dump(tree))
+    with pytest.raises(params.ParamsError) as err:  # in the params file, as `dvc exp run -S +key=...` writes it
+        params.load(path)
+    assert str(err.value).startswith(expected), str(err.value)
+
+
+def test_an_unknown_key_names_at_most_three_likely_keys_and_otherwise_where_they_are():
+    assert params.closest_keys("train.batchsize") == ["train.batch_size", "evaluate.batch_size"]
+    assert params.closest_keys("model.n_heads")[0] == "model.n_head"
+    assert len(params.closest_keys("train.e")) <= 3
+    tree = _tree()
+    tree["train"]["zzz"] = 1
+    with pytest.raises(params.ParamsError, match=r"train.zzz is not a params key \(params.yaml lists every key\)"):
+        params.validate(tree)
+
+
+def test_closest_keys_come_from_the_schema():
+    keys = params.schema_keys()
+    assert set(params.Params.model_validate({"data": _tree()["data"]}).flat()) <= set(keys)
+    assert {"train", "validate", "validate_tokens"} <= set(keys) and "validate_" not in keys
+    assert params.closest_keys("validate.min_line") == ["validate.min_lines"]
+
+
+def test_a_preset_with_a_typo_names_the_key_it_meant(tmp_path):
+    (tmp_path / "params.yaml").write_text((PROJECT / "params.yaml").read_text())
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("extends: params.yaml\nmodel:\n  n_embed: 64\n")
+    with pytest.raises(params.ParamsError, match=r"model.n_embed is not a params key \(did you mean model.n_embd\?\)"):
+        params.load(preset)
+
+
+@pytest.mark.parametrize("assignment, expected", [
+    ("train.max_iters=abc", "train.max_iters: expected an integer, got 'abc'"),
+    ("train.max_iters=1.5", "train.max_iters: expected an integer, got 1.5"),
+    ("train.max_seconds=soon", "train.max_seconds: expected a number or null, got 'soon'"),
+    ("train.compile=maybe", "train.compile: expected auto, true or false, got 'maybe'"),
+    ("model.bias=often", "model.bias: expected true or false, got 'often'"),
+    ("data.format=csv", "data.format: expected auto, txt, jsonl or parquet, got 'csv'"),
+    ("sample.prompts=3", "sample.prompts: expected a list of strings, got 3"),
+    ("sample.prompts=[a, 1]", "sample.prompts[1]: expected a string, got 1"),
+    ("sample.top_k=[1]", "sample.top_k: expected an integer or null, got [1]"),
+    ("model=3", "model: expected a section of keys, got 3"),
+])
+def test_a_value_of_the_wrong_type_names_the_key_and_the_type_it_takes(tmp_path, assignment, expected):
+    path = tmp_path / "params.yaml"
+    path.write_text((PROJECT / "params.yaml").read_text())
+    with pytest.raises(params.ParamsError) as err:
+        params.load(path, [assignment])
+    assert str(err.value) == f"invalid params: {expected}; fix it in the params file or the --set override"
+
+
+def test_the_cli_prints_the_likely_key_in_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text((PROJECT / "params.yaml").read_text())
+    result = CliRunner().invoke(app, ["train", "--params", str(tmp_path / "params.yaml"),
+                                      "--set", "train.max_iter=100", "--set", "model.n_layer=two"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip() == (
+        "error: train: invalid params: model.n_layer: expected an integer, got 'two'; train.max_iter is not "
+        "a params key (did you mean train.max_iters?); fix them in the params file or the --set overrides")

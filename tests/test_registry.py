@@ -276,16 +276,16 @@ def test_runs_table_shows_differing_params_metrics_versions_and_aliases(logged):
     name = _registered(logged, "folio-runs")
     registry.promote(name, 3, "champion", "bits_per_byte")
     recent = runs.recent_runs(3)  # the three runs `logged` made, newest first
-    table = runs.table(recent, runs.versions_by_run([r.info.run_id for r in recent]))
+    table = runs.table(recent, runs.versions_by_run([r.info.run_id for r in recent]), wide=True)
     assert table.header[2] == "train.max_iters" and "model.n_layer" not in table.header
     rows = {row[0]: dict(zip(table.header, row)) for row in table.rows}
     best = rows["tiny-60"]
     assert best["bits/byte"] == "2.5000" and best["tokens/s"] == "1,500"  # 2 steps: 1000 and 3000 tok/s
-    assert "@champion (v3)" in best["alias"] and "3" in best["version"].split(", ")
-    assert rows["tiny-20"]["alias"] == "-"
-    result = runner.invoke(app, ["runs", "--limit", "3"])
+    assert "folio-runs v3 @champion" in best["model"].split(", ")
+    assert "@champion" not in rows["tiny-20"]["model"]
+    result = runner.invoke(app, ["runs", "--limit", "3", "--wide"])
     assert result.exit_code == 0, result.output
-    assert "tiny-60" in result.output and "@champion (v3)" in result.output
+    assert "tiny-60" in result.output and "folio-runs v3 @champion" in result.output
 
 
 def test_tracking_server_that_is_down_fails_fast_with_a_clear_message(monkeypatch):

@@ -218,7 +218,7 @@ def test_a_promoter_promotes_and_a_reader_cannot(project, team):
     assert champion(team.url) == str(registered["version"])  # the alias and its history as they were
     assert registered_model(team.url).tags == before
     assert listed.exit_code == 0, listed.output  # reading is everyone's
-    assert f"@champion (v{registered['version']})" in listed.output
+    assert f"{MODEL} v{registered['version']} @champion" in listed.output
 
 
 def test_a_trainer_registers_only_into_a_model_of_their_own(project, team):

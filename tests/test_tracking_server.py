@@ -98,7 +98,7 @@ def test_generate_and_runs_read_the_registry(champion, server):
         listed = runner.invoke(app, ["runs"])
     assert generated.exit_code == 0 and generated.output.startswith("ROMEO:"), generated.output
     assert listed.exit_code == 0, listed.output
-    assert "tinyshakespeare-char-L1d32" in listed.output and "@champion (v1)" in listed.output
+    assert "folio-tinyshakespeare v1 @champion" in listed.output  # the model named with its version
 
 
 def _cached_outputs(project: Path) -> list[Path]:

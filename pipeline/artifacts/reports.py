@@ -76,3 +76,7 @@ def write_model_card(markdown: str) -> None:
 
 def write_registered_model(info: dict) -> None:
     write_json(REGISTERED_MODEL, info)
+
+
+def read_registered_model() -> dict:
+    return json.loads(require(REGISTERED_MODEL, "register").read_text(encoding="utf-8"))

@@ -24,6 +24,7 @@ import time
 from folio.checkpoint import weights_digest
 from pipeline import artifacts
 from pipeline.artifacts import corpus as corpus_files, models, prepared, reports
+from pipeline.commands import summary
 from pipeline.console import log
 from pipeline.errors import StageError
 from pipeline.params import Params
@@ -54,7 +55,8 @@ def card_facts(params: Params, run, metrics: dict, corpus: dict, tags: dict) -> 
         data={"name": params.data.name, "url": params.data.url, "sha256": corpus["sha256"],
               "pinned": corpus.get("pinned", bool(params.data.sha256)),
               "size_bytes": meta["train_bytes"] + meta["val_bytes"],
-              "val_fraction": params.data.val_fraction},
+              "val_fraction": params.data.val_fraction}
+             | ({"sources": model_card.mixture_rows(corpus["sources"], meta)} if corpus.get("sources") else {}),
         tokenizer=metrics["tokenizer"],
         params={k: v for k, v in run.data.params.items() if k.startswith(("model.", "train."))},
         metrics=metrics["val"],
@@ -106,8 +108,8 @@ def main(params: Params) -> None:
                       f"trained by run {run.info.run_name}. The model card is model_card.md in "
                       "the model's artifacts.")
     uri = f"models:/{name}/{version}"
-    reports.write_registered_model({"name": name, "version": int(version), "uri": uri,
-                                    "model_id": model_id, "run_id": run.info.run_id,
-                                    "weights_digest": digest})
-    log(f"registered {uri} (val bits per byte {val['bits_per_byte']:.4f}); "
-        f"`folio promote {version}` gives it @{params.registry.alias} if it beats the holder")
+    registered = {"name": name, "version": int(version), "uri": uri, "model_id": model_id,
+                  "run_id": run.info.run_id, "weights_digest": digest}
+    reports.write_registered_model(registered)
+    for line in summary.lines(metrics, registered, summary.training_seconds(run), params):
+        log(line)  # the pipeline's last stage: `dvc repro` ends on what it made

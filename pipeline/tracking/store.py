@@ -2,7 +2,9 @@
 a run by its id.
 
 The default store is `sqlite:///<project>/mlflow.db` with artifacts in `<project>/mlartifacts`;
-MLFLOW_TRACKING_URI overrides it. mlflow is imported lazily (`mlflow()`): `folio --help` stays fast.
+MLFLOW_TRACKING_URI overrides it. <project> is DVC's DVC_ROOT where DVC runs the command, else the
+working directory: a queued experiment (`dvc exp run --queue`) runs in a temporary copy that DVC
+deletes afterwards, and DVC_ROOT names the real project there, so its runs are not lost with it. mlflow is imported lazily (`mlflow()`): `folio --help` stays fast.
 A tracking server that does not answer fails `setup()` within seconds (TrackingUnavailable), and
 MLflow's HTTP retries are bounded (a few seconds of backoff, not minutes) unless set otherwise.
 """
@@ -51,8 +53,13 @@ def mlflow():
     return _mlflow
 
 
+def project_root() -> Path:
+    """Where the default store lives: the DVC project running this command (DVC_ROOT), else here."""
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
 def check_server(uri: str, timeout: float = HEALTH_TIMEOUT_SECONDS) -> None:
@@ -80,7 +87,7 @@ def setup() -> None:
     if experiment is None:
         artifacts = None
         if tracking_uri().startswith("sqlite:"):
-            artifacts = (Path.cwd().resolve() / "mlartifacts").as_uri()
+            artifacts = (project_root() / "mlartifacts").as_uri()
         ml.create_experiment(EXPERIMENT, artifact_location=artifacts, tags=EXPERIMENT_TAGS)
     elif any(experiment.tags.get(k) != v for k, v in EXPERIMENT_TAGS.items()):  # made before the tag
         try:
