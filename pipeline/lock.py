@@ -29,6 +29,14 @@ DDP ranks are covered too (`join_as_rank`, called by every torchrun worker befor
   then it empties the file (never deletes it, as with the lock). A holder that is itself a
   torchrun rank (a hand-launched torchrun) lets its own siblings pass.
   On Windows (no shared locks) ranks still die with their torchrun, but are not covered.
+
+Several nodes sharing the project directory (NFS, or two network namespaces on one machine): each
+node's first rank calls `hold`, but only one gets the lock. The job is known by what torchrun gives
+all its workers and no other live job can have: `<TORCHELASTIC_RUN_ID>@<MASTER_ADDR>:<MASTER_PORT>`
+(`job()`; the master port is bound by the job's store while it runs). The holder records it; a rank
+of another node finding the lock held by its own job passes through, as do its rank records in
+`_check_ranks` (their pids are on another node, so the job, not the parent pid, tells them apart).
+Another run — another job, or no torchrun at all — is refused as before.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ HELD_ENV = "FOLIO_LOCK_HELD"  # set by the holder for its children: "my parent, 
 AGENT_ENV = "FOLIO_TORCHRUN_PID"  # set by the launcher's torchrun for its ranks: the pid they follow
 POLL = 0.2  # seconds between a watchdog's looks at its parent
 RANKS_WAIT = 5.0  # seconds a new holder waits for the ranks of an earlier one to die (they take < 1 s)
+JOIN_WAIT = 5.0  # seconds a rank of another node waits for its job's holder to write its record
 
 # Windows locks are mandatory byte ranges: lock one byte far past the JSON so others can still read it.
 _WIN_LOCK_OFFSET = 1 << 30
@@ -71,9 +80,19 @@ class Holder:
     command: str
     started: str  # local time, "%Y-%m-%d %H:%M:%S"
     host: str
+    job: str | None = None  # the torchrun job the holder is a rank of (`job()`), else None
 
     def describe(self) -> str:
         return f"`{self.command}` (pid {self.pid}, started {self.started} on {self.host})"
+
+
+def job() -> str | None:
+    """In a torchrun worker, the job it belongs to: the same in every rank on every node, and no
+    other live job's (module docstring); None outside torchrun."""
+    if "LOCAL_RANK" not in os.environ or not os.environ.get("MASTER_PORT"):
+        return None
+    return (f"{os.environ.get('TORCHELASTIC_RUN_ID', 'none')}@{os.environ.get('MASTER_ADDR', '')}"
+            f":{os.environ['MASTER_PORT']}")
 
 
 _held: dict[Path, Holder] = {}  # lock files this process holds (resolved path -> holder)
@@ -106,6 +125,10 @@ def hold(lock_file: Path, command: str, log: Callable[[str], None] = print) -> I
             if holder is not None and os.environ.get(HELD_ENV) == str(holder.pid) and _alive(holder.pid):
                 yield holder  # our parent holds it for us
                 return
+            if (same_job := _holder_of_this_job(fd, holder)) is not None:
+                yield same_job  # a rank of this very job on another node holds it
+                return
+            holder = _read_holder(fd)  # it may have written its record meanwhile
             if holder is None:
                 raise WorkspaceBusy("another folio command is running in this workspace (holder unknown); "
                                     f"wait for it to finish, or find it with `lsof {lock_file}`")
@@ -116,7 +139,8 @@ def hold(lock_file: Path, command: str, log: Callable[[str], None] = print) -> I
             previous = _read_holder(fd)
             if previous is not None and previous.pid != os.getpid() and not _alive(previous.pid):
                 log(f"took over the workspace lock left by {previous.describe()}, which is no longer running")
-            holder = Holder(os.getpid(), command, time.strftime("%Y-%m-%d %H:%M:%S"), socket.gethostname())
+            holder = Holder(os.getpid(), command, time.strftime("%Y-%m-%d %H:%M:%S"), socket.gethostname(),
+                            job())
             _write(fd, json.dumps(asdict(holder)) + "\n")
             _held[key] = holder
             try:
@@ -128,6 +152,23 @@ def hold(lock_file: Path, command: str, log: Callable[[str], None] = print) -> I
             _unlock(fd)
     finally:
         os.close(fd)
+
+
+def _holder_of_this_job(fd: int, holder: Holder | None) -> Holder | None:
+    """The holder, if it is a rank of this process's torchrun job (on another node sharing this
+    directory). A holder records itself just after taking the lock, so wait up to JOIN_WAIT for a
+    record naming this job (a rank of another job is refused that much later)."""
+    this_job = job()
+    if this_job is None:
+        return None
+    deadline = time.monotonic() + JOIN_WAIT
+    while True:
+        if holder is not None and holder.job == this_job:
+            return holder
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(POLL)
+        holder = _read_holder(fd)
 
 
 def ranks_file(lock_file: Path) -> Path:
@@ -150,7 +191,7 @@ def join_as_rank(lock_file: Path, command: str) -> None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
     fcntl.flock(fd, fcntl.LOCK_SH)
     record = {"pid": os.getpid(), "parent": _agent(), "command": command,
-              "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+              "started": time.strftime("%Y-%m-%d %H:%M:%S"), "host": socket.gethostname(), "job": job()}
     os.write(fd, (json.dumps(record) + "\n").encode())  # one O_APPEND write: lines never interleave
 
 
@@ -193,7 +234,9 @@ def _check_ranks(lock_file: Path) -> None:
                     # itself) already hold shared flocks: only ranks of another torchrun count. Here
                     # the records decide, so a stale one whose pid was reused could make it wait
                     # and refuse; any holder outside torchrun empties them, so few ever go stale.
-                    running = [r for r in running if r["pid"] != os.getpid() and r["parent"] != _agent()]
+                    # Ranks of this job on other nodes (sharing this directory) pass too.
+                    running = [r for r in running if r["pid"] != os.getpid() and r["parent"] != _agent()
+                               and (r["job"] is None or r["job"] != job())]
                     if not running:
                         return
                 if time.monotonic() < deadline:
@@ -224,7 +267,7 @@ def _running_ranks(fd: int) -> list[dict]:
         with contextlib.suppress(ValueError, KeyError, TypeError):
             record = json.loads(line)
             record = {"pid": int(record["pid"]), "parent": int(record["parent"]),
-                      "command": str(record["command"])}
+                      "command": str(record["command"]), "job": record.get("job")}
             if _alive(record["pid"]):
                 running.append(record)
     return running
@@ -258,7 +301,8 @@ def _read_holder(fd: int) -> Holder | None:
     try:
         os.lseek(fd, 0, os.SEEK_SET)
         data = json.loads(os.read(fd, 1 << 16))
-        holder = Holder(int(data["pid"]), str(data["command"]), str(data["started"]), str(data["host"]))
+        holder = Holder(int(data["pid"]), str(data["command"]), str(data["started"]), str(data["host"]),
+                        data.get("job"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return holder

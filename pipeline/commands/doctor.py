@@ -1,6 +1,7 @@
 """`folio doctor`: what folio sees here — the versions of its stack, the device and dtype it would
 train with and why, the tracking store and whether it answers, the DVC remote, tiktoken's cache —
-and what it would warn about, a missing or stale plots page template among it. Fast: versions come
+and what it would warn about, a missing or stale plots page template among it. Under torchrun
+(RANK, WORLD_SIZE, MASTER_ADDR, ... set) also the distributed environment this rank sees. Fast: versions come
 from package metadata, the hardware from the operating system (folio.hardware; `--torch` asks
 torch, 2 s more), a tracking server gets one short health request, DVC's config is read as a file:
 none of torch, mlflow, DVC, GX or pydantic is imported. The device and dtype come from the
@@ -11,6 +12,7 @@ from __future__ import annotations
 import configparser
 import importlib.metadata
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -138,6 +140,27 @@ def _tokenizer_kind(project: Path) -> tuple[str | None, str | None]:
     return (tokenizer.get("kind") if isinstance(tokenizer, dict) else None), None
 
 
+# torchrun's environment for its workers, as doctor shows it (key -> variable)
+DISTRIBUTED_ENV = {"world_size": "WORLD_SIZE", "rank": "RANK", "local_rank": "LOCAL_RANK",
+                   "local_world_size": "LOCAL_WORLD_SIZE", "node_rank": "GROUP_RANK",
+                   "master_addr": "MASTER_ADDR", "master_port": "MASTER_PORT",
+                   "rdzv_id": "TORCHELASTIC_RUN_ID", "restart_count": "TORCHELASTIC_RESTART_COUNT",
+                   "max_restarts": "TORCHELASTIC_MAX_RESTARTS", "gloo_socket_ifname": "GLOO_SOCKET_IFNAME",
+                   "nccl_socket_ifname": "NCCL_SOCKET_IFNAME"}
+
+
+def distributed(device: str) -> tuple[dict | None, list[str]]:
+    """The DDP environment this process sees under torchrun (None outside it): the backend
+    training would use on `device` and torchrun's variables; warnings for what would fail."""
+    if "RANK" not in os.environ and "WORLD_SIZE" not in os.environ:
+        return None, []
+    info = {"backend": "nccl" if device == "cuda" else "gloo",
+            **{key: os.environ.get(var) for key, var in DISTRIBUTED_ENV.items()}}
+    warnings = [f"{var} is not set, though RANK/WORLD_SIZE are: start folio through torchrun, which sets "
+                "them all" for var in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(var)]
+    return info, warnings
+
+
 def report(project: Path | None = None, use_torch: bool = False) -> dict:
     project = Path(project or Path.cwd())
     versions = {"python": platform.python_version(), **{p: version(p) for p in PACKAGES}}
@@ -150,8 +173,10 @@ def report(project: Path | None = None, use_torch: bool = False) -> dict:
     warnings += more
     if plots := plots_template.problem(project):  # the page `dvc plots show` fills in
         warnings.append(plots)
+    ddp, more = distributed(choice["device"])
+    warnings += more
     return {"versions": versions, "training": choice, "tracking": store, "dvc": dvc_remote(project),
-            "tiktoken_cache": cache, "warnings": warnings}
+            "tiktoken_cache": cache, "distributed": ddp, "warnings": warnings}
 
 
 def text(r: dict) -> str:
@@ -175,6 +200,18 @@ def text(r: dict) -> str:
         f"tiktoken  cache {c['dir']}: {c['files']} file(s)"
         + (f"; {c['params_encoding']}" if "params_encoding" in c else ""),
     ]
+    if (ddp := r.get("distributed")) is not None:
+        def value(key):
+            return ddp[key] if ddp[key] is not None else "unset"
+        lines += [
+            f"ddp       {ddp['backend']}, world size {value('world_size')}: rank {value('rank')}, local rank "
+            f"{value('local_rank')} of {value('local_world_size')}, node {value('node_rank')}",
+            f"rdzv      master {value('master_addr')}:{value('master_port')}, id {value('rdzv_id')}"
+            + (f", restart {ddp['restart_count']} of {value('max_restarts')}" if ddp["restart_count"] else "")
+            + "".join(f", {var} {ddp[key]}" for key, var in (("gloo_socket_ifname", "GLOO_SOCKET_IFNAME"),
+                                                              ("nccl_socket_ifname", "NCCL_SOCKET_IFNAME"))
+                      if ddp[key]),
+        ]
     lines += [f"warning: {w}" for w in r["warnings"]] or ["no warnings"]
     return "\n".join(lines)
 
