@@ -58,6 +58,12 @@ class KVCache:
         self.k, self.v = [k[rows] for k in self.k], [v[rows] for v in self.v]
         self.lengths = self.lengths[rows]
 
+    def extend(self, other: KVCache) -> None:
+        """Append `other`'s rows after these (serving: requests join a running batch)."""
+        self.k = [torch.cat([a, b]) for a, b in zip(self.k, other.k)]
+        self.v = [torch.cat([a, b]) for a, b in zip(self.v, other.v)]
+        self.lengths = torch.cat([self.lengths, other.lengths])
+
     def advance(self, T: int) -> torch.Tensor:
         """Reserve the next T positions of every row for one forward; returns them (B, T)."""
         block_size = self.k[0].size(2)
