@@ -173,23 +173,27 @@ def test_export_of_an_imported_gpt2_round_trips(hf_model, hf_dirs, tmp_path):
                                    hf_model(ids).logits, atol=1e-5, rtol=0)
 
 
-def test_export_adds_gpt2s_tokenizer_files_from_tiktokens_cache(hf_dirs, tmp_path, monkeypatch):
-    """Stand-in files where tiktoken keeps gpt2's encoder.json and vocab.bpe (the real ones are
-    offline) become vocab.json and merges.txt, which transformers' GPT-2 tokenizer reads."""
-    import folio.tokenizers
-    from folio.tokenizers.pretrained import cache_path
+def test_export_writes_a_tiktoken_encodings_tokenizer_from_tiktokens_cache(hf_dirs, tmp_path, monkeypatch):
+    """A tiktoken:gpt2 model gets tokenizer.json built from the encoding tiktoken's cache holds
+    (here a stand-in with GPT-2's split pattern and the gpt2 record: the real files are offline),
+    which AutoTokenizer loads with the same ids and GPT-2's end-of-text token."""
+    import tiktoken
 
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(folio.tokenizers, "train_tokenizer", lambda *args: None)  # "verified"
-    (tmp_path / "cache").mkdir()
-    files = dict(zip(hf.GPT2_TOKENIZER_FILES, (
-        json.dumps({"a": 0, "b": 1, "ab": 2, "<|endoftext|>": 3}), "#version: 0.2\na b\n")))
-    for url, text in files.items():
-        Path(cache_path(url)).write_text(text)
+    import folio.tokenizers
+    from folio.tokenizers.bpe import TiktokenTokenizer
+    from folio.tokenizers.pretrained import _identity
+
+    gpt2_pattern = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+    ranks = {bytes([b]): b for b in range(256)} | {b"ab": 256, b" ab": 257}
+    encoding = tiktoken.Encoding("gpt2", pat_str=gpt2_pattern, mergeable_ranks=ranks,
+                                 special_tokens={"<|endoftext|>": 258})
+    stand_in = TiktokenTokenizer("tiktoken:gpt2", encoding, _identity("gpt2", 50257))
+    monkeypatch.setattr(folio.tokenizers, "train_tokenizer", lambda *args: stand_in)
     checkpoint.save(tmp_path / "gpt2.pt", hf_gpt2.import_checkpoint(hf_dirs["safetensors"]))
     out = hf.export_hf(tmp_path / "hf", tmp_path / "gpt2.pt")
     tokenizer = transformers.AutoTokenizer.from_pretrained(out)
-    assert tokenizer("abab")["input_ids"] == [2, 2] and tokenizer.eos_token == "<|endoftext|>"
+    assert tokenizer("abab ab!")["input_ids"] == stand_in.encode("abab ab!") == [256, 256, 257, 33]
+    assert tokenizer.eos_token == "<|endoftext|>" and tokenizer.eos_token_id == 258
 
 
 def test_export_refuses_other_architectures_naming_each_option():

@@ -1,7 +1,12 @@
 """Stage evaluate — in: models/best.pt, models/run.json, data/prepared/ (val shards, meta.json),
 data/tokenizer/, reports/validation/tokens/tokens.json (tokens that passed, encoded by this
-tokenizer: checked before any work) — params: evaluate.batch_size, evaluate.max_tokens — out: reports/metrics.json
-(also logged to the training run).
+tokenizer: checked before any work) — params: evaluate.batch_size, evaluate.max_tokens,
+evaluate.harness.*, train.device — out: reports/metrics.json (also logged to the training run;
+with evaluate.harness.tasks, lm-eval's scores under `harness`, pipeline/harness.py).
+
+It runs on train.device (auto: CUDA when present, folio.device.pick_device), in
+folio.device.inference_dtype there: bfloat16 autocast on a CUDA GPU that has it, float32 on a CPU
+(so the CPU's metrics do not change with the device code).
 
 metrics.json names what it scored: the checkpoint file, its step, the digest of its weights
 (folio.checkpoint.weights_digest) and the fingerprint of the training run (models/run.json's, and
@@ -18,6 +23,7 @@ and bits per character.
 from __future__ import annotations
 
 from folio.checkpoint import weights_digest
+from folio.device import pick_device
 from folio.evaluate import bits_per_byte, split_loss, text_bytes
 from pipeline import artifacts
 from pipeline.tracking import store
@@ -31,7 +37,9 @@ def main(params: Params) -> None:
     meta = prepared.read_meta()
     prepared.require_validated(meta, tokenizer)
     run_id = models.training_run_id()  # the run that trained best.pt: the metrics go to it
-    state, model = models.load_model(tokenizer)
+    device = pick_device(params.train.device)
+    log(f"evaluating on {device.device} ({device.reason})")
+    state, model = models.load_model(tokenizer, device=device.device)
     val_tokens = prepared.load_split("val", meta)
     whole = params.evaluate.max_tokens is None or params.evaluate.max_tokens >= len(val_tokens)
     result = split_loss(model, val_tokens, params.evaluate.batch_size, None if whole else params.evaluate.max_tokens,
@@ -63,6 +71,10 @@ def main(params: Params) -> None:
                        "weights_digest": weights_digest(state),
                        "run_fingerprint": (models.read_run_info() or {}).get("fingerprint")},
     }
+    if params.evaluate.harness.tasks:  # lm-eval tasks too (the eval extra), logged to the run
+        from pipeline.harness import stage_scores
+
+        metrics["harness"] = stage_scores(params.evaluate.harness, model, tokenizer, run_id)
     reports.write_metrics(metrics)
     val = metrics["val"]
     log(f"val loss {val['loss']:.4f} nats/token, {val['bits_per_byte']:.4f} bits/byte, "
