@@ -20,7 +20,7 @@ export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro test ui clean
+.PHONY: setup repro test ui clean image
 
 # then the page `dvc plots show` fills in, with the Vega libraries inlined from vl-convert-python
 # (docs/plots.md); a page that is current already is left as it is
@@ -30,17 +30,32 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,eval]"
 	touch $@
 
+# then what was made (the registered version, val loss, bits/byte, time, what to run next): the
+# last lines printed, after DVC's own notes, also when nothing had to rerun
 repro: setup
 	dvc repro
+	@$(BIN)/folio summary
 
 test: setup
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ui: setup
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+# The container image (README: Container image; docs/container.md), built with podman or docker,
+# whichever is on PATH (CONTAINER_ENGINE to choose). IMAGE_TARGET=cuda for the CUDA build;
+# IMAGE_BUILD_ARGS for more, e.g. --build-arg BASE=<image with Python 3.11>.
+IMAGE_TARGET ?= cpu
+IMAGE ?= folio:$(IMAGE_TARGET)
+IMAGE_BUILD_ARGS ?=
+CONTAINER_ENGINE ?= $(firstword $(foreach tool,podman docker,$(if $(shell command -v $(tool)),$(tool))))
+
+image:
+	$(if $(CONTAINER_ENGINE),,$(error make image needs podman or docker and neither is on PATH; install one (apt-get install podman) or set CONTAINER_ENGINE))
+	$(CONTAINER_ENGINE) build --target $(IMAGE_TARGET) -t $(IMAGE) -f Containerfile $(IMAGE_BUILD_ARGS) .
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,5 +1,5 @@
 """The `folio` command: every dvc.yaml stage (pipeline/stages/), plus `generate`, `attention`,
-`promote`, `runs`, `plots-template`, `import-gpt2` and `export-hf` (pipeline/commands/).
+`serve`, `promote`, `runs`, `summary`, `gc`, `plots-template`, `import-gpt2`, `export-hf` and `harness` (pipeline/commands/).
 
 Stage commands read params.yaml, apply `--set key=value` overrides and validate everything
 before any work, then run the stage holding the workspace lock. Every failure a user can cause
@@ -125,13 +125,20 @@ def generate(
     beams: int = typer.Option(1, min=1, help="beam search with this many beams instead of sampling"),
     length_penalty: float = typer.Option(1.0, help="beams: score = log-probability / length ** this"),
     seed: Optional[int] = typer.Option(None, help="seed for reproducible samples"),
-    quantize: Optional[Quantization] = typer.Option(None, help="run the model in int8 (CPU)"),
+    quantize: Optional[Quantization] = typer.Option(None, help="int8 weights (CPU only): helps larger models at any length (10.8M: 1.6x less CPU at 5000 tokens); about even on the default 1.8M model"),
+    device: str = typer.Option("auto", help="auto (CUDA when present, else the CPU), cpu, cuda, cuda:N or mps; --quantize int8 runs on the CPU"),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="KV cache (--no-cache recomputes every token)"),
-    compile_step: bool = typer.Option(False, "--compile", help="torch.compile the decoding step: ~10 s once, then faster (long generations)"),
+    compile_step: bool = typer.Option(False, "--compile", help="torch.compile the decoding step: 5-7 s of compiling in every run; pays only on thousands of tokens of larger models (10.8M + int8, 5000 tokens: 3-13% less CPU), not within 5000 tokens on the default model"),
     threads: Optional[int] = typer.Option(None, min=1, help="torch threads [default: one per core]; 1 is often faster on a busy machine"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of streaming text"),
 ) -> None:
-    """Continue PROMPT with a trained checkpoint, streaming tokens to the terminal."""
+    """Continue PROMPT with a trained checkpoint, streaming tokens to the terminal.
+
+    Speed (measured 2026-12-06 on a 2-core Xeon with AMX/AVX512-BF16, no GPU, one thread; see
+    docs/benchmarks.md): on the default 1.8M model plain and --quantize int8 are about even and
+    fastest, at 200 or 5000 tokens; on the 10.8M model --quantize int8 helps at any length, and
+    --compile on top only for thousands of tokens.
+    """
     from pipeline.commands import generate as run
 
     settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -140,20 +147,44 @@ def generate(
                     compile=compile_step)
     guarded("generate", lambda: run.generate(
         prompt, settings, checkpoint_path, tokenizer_dir, model_uri,
-        quantize.value if quantize else None, as_json, cache, threads))
+        quantize.value if quantize else None, as_json, cache, threads, device))
 
 
 @app.command()
 def attention(
     prompt: str = typer.Argument(..., help="text whose attention to draw"),
-    out: Path = typer.Option(Path("reports/attention.png"), "--out", "-o", help="PNG file to write"),
+    out: Path = typer.Option(Path("attention.png"), "--out", "-o", help="PNG file to write; an output of a dvc.yaml stage (reports/attention.png) only with --force"),
     checkpoint_path: Path = typer.Option(Path("models/best.pt"), "--checkpoint", "-c", help="checkpoint file"),
     tokenizer_dir: Path = typer.Option(Path("data/tokenizer"), "--tokenizer", help="tokenizer directory"),
+    device: str = typer.Option("auto", help="auto (CUDA when present, else the CPU), cpu, cuda, cuda:N or mps"),
+    force: bool = typer.Option(False, "--force", help="write --out even where a dvc.yaml stage declares it as its output"),
 ) -> None:
     """Save a PNG grid of PROMPT's attention maps: one per layer (rows) and head (columns)."""
     from pipeline.commands import generate as run
 
-    guarded("attention", lambda: typer.echo(f"wrote {run.attention(prompt, out, checkpoint_path, tokenizer_dir)}"))
+    guarded("attention", lambda: typer.echo(f"wrote {run.attention(prompt, out, checkpoint_path, tokenizer_dir, device, force)}"))
+
+
+@app.command()
+def serve(
+    target: str = typer.Argument("models/best.pt", help="models:/<name>@<alias> (followed as it moves), models:/<name>/<version>, or a checkpoint file"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on; anything but loopback needs an API key"),
+    port: int = typer.Option(8000, min=0, max=65535, help="port to listen on"),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="FOLIO_API_KEY", help="require `Authorization: Bearer KEY` on /v1 (required with --host)"),
+    tokenizer_dir: Path = typer.Option(Path("data/tokenizer"), "--tokenizer", help="tokenizer directory (a checkpoint file only)"),
+    max_batch: int = typer.Option(16, min=1, help="rows decoded together (requests x n)"),
+    max_queue: int = typer.Option(64, min=0, help="requests waiting for room in the batch; past it, 429 with Retry-After"),
+    poll_seconds: float = typer.Option(5.0, help="how often to ask the registry who holds the alias"),
+    device: str = typer.Option("auto", help="auto (CUDA when present, else the CPU), cpu, cuda, cuda:N or mps"),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch threads [default: one per core]"),
+) -> None:
+    """Serve a model over OpenAI's completions API (/v1/completions, /v1/models), with a
+    playground at / that compares two versions side by side; see docs/serving.md."""
+    from pipeline.commands import serve as run
+    from pipeline.serve.models import BatchSettings
+
+    guarded("serve", lambda: run.serve(target, host, port, api_key, tokenizer_dir,
+                                       BatchSettings(max_batch, max_queue, device), poll_seconds, threads))
 
 
 @app.command()
@@ -183,11 +214,46 @@ def promote(
 
 
 @app.command()
-def runs(limit: int = typer.Option(10, min=1, help="how many recent runs to show")) -> None:
-    """Recent runs side by side: differing params, val loss, bits/byte, tokens/s, versions."""
+def runs(limit: int = typer.Option(10, min=1, help="how many recent runs to show"),
+         wide: bool = typer.Option(False, "--wide", help="every differing param, whole digests, URLs and run names"),
+         sweep: Optional[str] = typer.Option(None, help="only the runs tagged with this sweep (FOLIO_SWEEP, or the commit `dvc exp run` started from)")) -> None:
+    """Recent runs side by side: differing params, val loss, bits/byte, tokens/s, the model version."""
     from pipeline.commands.runs import show
 
-    guarded("runs", lambda: show(limit))
+    guarded("runs", lambda: show(limit, wide, sweep))
+
+
+@app.command()
+def summary(params_file: Path = PARAMS_OPTION) -> None:
+    """What the pipeline made: the registered version, val loss, bits/byte, time, what to run next."""
+    from pipeline.commands import summary as summary_command
+
+    guarded("summary", lambda: summary_command.show(load_params(params_file, [])))
+
+
+class GcKind(str, Enum):
+    runs = "runs"
+    checkpoints = "checkpoints"
+    versions = "versions"
+
+
+@app.command()
+def gc(
+    delete: bool = typer.Option(False, "--delete/--dry-run", help="remove every row marked `can go`, one line each; a dry run removes nothing"),
+    only: Optional[list[GcKind]] = typer.Option(None, "--only", help="look only at runs (models/previous/), checkpoints (old step-*.pt) or versions (model versions without an alias); repeatable"),
+    model_name: Optional[str] = typer.Option(None, "--model", help="registered model (default: registry.model_name, or folio-<data.name>)"),
+    params_file: Path = PARAMS_OPTION,
+) -> None:
+    """What takes disk space — runs moved aside, old step checkpoints, model versions without an
+    alias, the DVC cache — with sizes; --delete removes only what is safe (see the README)."""
+    def run() -> None:
+        from pipeline.commands import gc as gc_command
+
+        name = model_name or load_params(params_file, []).registered_model_name()
+        kinds = tuple(k.value for k in only) if only else gc_command.KINDS
+        gc_command.show(name, delete, kinds)
+
+    guarded("gc", run)
 
 
 @app.command()
@@ -238,14 +304,36 @@ def import_gpt2(
 
 @app.command("export-hf")
 def export_hf(
-    out_dir: Path = typer.Argument(..., help="directory to write (config.json, model.safetensors)"),
+    out_dir: Path = typer.Argument(..., help="directory to write (config.json, model.safetensors, tokenizer.json, tokenizer_config.json)"),
     checkpoint_path: Path = typer.Option(Path("models/best.pt"), "--checkpoint", "-c", help="checkpoint file"),
+    tokenizer_dir: Path = typer.Option(Path("data/tokenizer"), "--tokenizer", help="the checkpoint's tokenizer directory (char, bpe, word; tiktoken:<name> comes from tiktoken's cache)"),
 ) -> None:
-    """Write a GPT-2-architecture folio checkpoint as a Hugging Face directory that
-    GPT2LMHeadModel.from_pretrained loads."""
+    """Write a GPT-2-architecture folio checkpoint and its tokenizer as a Hugging Face directory
+    that AutoModelForCausalLM, AutoTokenizer and transformers.pipeline load without folio."""
     from pipeline.commands import hf
 
-    guarded("export-hf", lambda: hf.export_hf(out_dir, checkpoint_path))
+    guarded("export-hf", lambda: hf.export_hf(out_dir, checkpoint_path, tokenizer_dir))
+
+
+@app.command()
+def harness(
+    model: str = typer.Option("models/best.pt", "--model", "-m", help="a checkpoint file (with --tokenizer) or a registered model, e.g. models:/folio-tinyshakespeare@champion"),
+    tasks: str = typer.Option(..., "--tasks", "-t", help="lm-eval task names, comma-separated, e.g. hellaswag or mytask"),
+    tokenizer_dir: Path = typer.Option(Path("data/tokenizer"), "--tokenizer", help="the checkpoint's tokenizer directory (a registered model brings its own)"),
+    include_path: Optional[Path] = typer.Option(None, "--include-path", help="a folder of task YAMLs of your own (docs/evaluation.md)"),
+    limit: Optional[int] = typer.Option(None, min=1, help="score only the first N documents of each task"),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="sequences per forward pass"),
+    num_fewshot: Optional[int] = typer.Option(None, "--num-fewshot", min=0, help="examples in each prompt [default: the task's]"),
+    device: str = typer.Option("auto", help="auto (CUDA when present, else the CPU), cpu, cuda, cuda:N or mps"),
+    log: bool = typer.Option(False, "--log", help="log the metrics and the harness's JSON to the model's MLflow run"),
+) -> None:
+    """Score a model on lm-evaluation-harness tasks (HellaSwag and friends, or your own), offline;
+    needs the eval extra, lm-eval (make setup installs it; docs/evaluation.md)."""
+    from pipeline.commands import harness as run
+
+    names = [t.strip() for t in tasks.split(",") if t.strip()]
+    guarded("harness", lambda: run.show(model, names, tokenizer_dir, include_path, limit, batch_size,
+                                        device, num_fewshot, log))
 
 
 def main() -> None:

@@ -24,4 +24,4 @@ def test_torch_index_picks_the_build():
     cpu = "https://download.pytorch.org/whl/cpu"
     assert pip_commands(f"TORCH_INDEX={cpu}")[0].endswith(f'"torch==2.13.0" --index-url {cpu}')
     assert pip_commands("TORCH=torch==2.13.0+cu128")[0].endswith('"torch==2.13.0+cu128"')
-    assert pip_commands(f"TORCH_INDEX={cpu}")[1].endswith('-c constraints.txt -e ".[dev]"')  # the project after
+    assert pip_commands(f"TORCH_INDEX={cpu}")[1].endswith('-c constraints.txt -e ".[dev,eval]"')  # the project after

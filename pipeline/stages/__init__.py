@@ -19,8 +19,8 @@ STAGES = {
     "prepare": "Encode the corpus into data/prepared/: train and val token shards (<split>-NNNNN.bin) and meta.json.",
     "validate_tokens": "Check the prepared tokens with a Great Expectations suite; write reports/validation/tokens/.",
     "train": "Train the GPT (resuming an interrupted run of the same config), tracked in MLflow.",
-    "evaluate": "Loss, bits per byte and per character, and perplexity of the best checkpoint over the val split (at most evaluate.max_tokens tokens, in evenly spaced windows; null = all of it).",
-    "sample": "Generate text from sample.prompts into reports/samples.md.",
+    "evaluate": "Loss, bits per byte and per character, and perplexity of the best checkpoint over the val split (at most evaluate.max_tokens tokens, in evenly spaced windows; null = all of it), on train.device (auto: CUDA when present).",
+    "sample": "Generate text from sample.prompts into reports/samples.md, on train.device (auto: CUDA when present).",
     "register": "Log the model to MLflow (pyfunc, as code) and register a new version with its model card.",
 }
 

@@ -142,6 +142,7 @@ def log_model(run_id: str, checkpoint_path: Path, tokenizer_dir: Path, sample: S
             signature=signature(sample),
             input_example=([sample.prompts[0]], {"max_new_tokens": 8, "seed": 1}),
             pip_requirements=requirements(),
+            model_config={"device": "auto"},  # a loader may override it (`load_model`)
             tags={DIGEST_TAG: digest},
         )
     return LoggedModel(info.model_uri, info.model_id)
@@ -383,8 +384,10 @@ def resolve(uri: str):
     return client().get_model_version_by_alias(name, alias)
 
 
-def load_model(uri: str):
-    """The registered pyfunc model behind `uri`; RegistryError if its artifacts are gone."""
+def load_model(uri: str, device=None):
+    """The registered pyfunc model behind `uri`; RegistryError if its artifacts are gone. `device`
+    goes to pyfunc_model.py as model_config's `device` (None: its default, auto), where the version
+    takes one: those logged before models took a device load onto the CPU."""
     ml = store.mlflow()
     model_version = resolve(uri)
     try:
@@ -396,11 +399,19 @@ def load_model(uri: str):
             f"{uri} is version {model_version.version} of {model_version.name}, but its artifacts "
             f"are gone from {model_version.source} (deleted, or the artifact store is unreachable); "
             "register the model again with `folio register`")
-    return ml.pyfunc.load_model(uri)
+    takes_device = device is not None and ml.pyfunc.MODEL_CONFIG in ml.models.Model.load(uri).flavors.get(
+        ml.pyfunc.FLAVOR_NAME, {})  # the model_config it was logged with
+    return ml.pyfunc.load_model(uri, model_config={"device": str(device)} if takes_device else None)
 
 
-def load_generator(uri: str):
-    """(GPT, tokenizer) of a registered folio model, for streaming generation (`folio generate`)."""
+def load_generator(uri: str, device=None):
+    """(GPT, tokenizer) of a registered folio model on `device` (None: the model's default, auto),
+    for streaming generation (`folio generate`)."""
+    from folio.generate import for_generation
+
     store.setup()
-    python_model = load_model(uri).unwrap_python_model()
-    return python_model.model, python_model.tokenizer
+    python_model = load_model(uri, device).unwrap_python_model()
+    model = python_model.model
+    if device is not None:  # a no-op, but for a version logged before models took a device (on the CPU)
+        model = for_generation(model.to(device))
+    return model, python_model.tokenizer
