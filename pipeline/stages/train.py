@@ -108,7 +108,7 @@ def main(params: Params) -> None:
     record = corpus.record(params.data)
     meta = prepared.read_meta()
     prepared.require_validated(meta, tokenizer)
-    prepared.mixture_ranges(meta, params.data)  # tokens of other sources or weights fail here
+    sources = prepared.mixture_ranges(meta, params.data)  # tokens of other sources or weights fail here
     device = check_device(params.train.device).device
     compute = f"{device.type} {str(pick_dtype(params.train.dtype, device)[0]).removeprefix('torch.')}"
     identity = resume.identity(params, tokenizer.digest, record["sha256"], prepared.digest(meta),
@@ -138,10 +138,10 @@ def main(params: Params) -> None:
         check_same_start(rank, the_claim)
         model = init_from.start_model(params, tokenizer, the_claim.resume, source)
         if rank.is_main:
-            train_tracked(params, tokenizer, record, the_claim, model, splits, rank)
+            train_tracked(params, tokenizer, record, the_claim, model, splits, rank, sources)
         else:  # other DDP ranks train silently; rank 0 logs, evaluates and saves
             start_steps(rank, params)
-            fit(params, the_claim, model, splits, tokenizer, callback=None)
+            fit(params, the_claim, model, splits, tokenizer, callback=None, sources=sources)
     distributed.shutdown()
 
 
@@ -181,13 +181,14 @@ def claim(params: Params, identity: dict, code: str, new_run_name: str) -> resum
                         params.train.on_code_change, log, backed_up=checkpoint_backed_up)
 
 
-def fit(params: Params, claim: resume.Claim, model, splits: dict, tokenizer, callback):
+def fit(params: Params, claim: resume.Claim, model, splits: dict, tokenizer, callback, sources=None):
+    """Train; `sources`: a mixture's train ranges and weights (prepared.mixture_ranges), else None."""
     try:
         return train(
             model, splits["train"], splits["val"], train_config(params), artifacts.MODELS,
             callback=callback, resume=claim.resume, meta={"fingerprint": claim.info["fingerprint"]},
-            sources=prepared.mixture_ranges(prepared.read_meta(), params.data), log=log, tokenizer_info={"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size,
-                                     "digest": tokenizer.digest})
+            sources=sources, log=log,
+            tokenizer_info={"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size, "digest": tokenizer.digest})
     except OutOfMemory as err:
         raise StageError(f"{err.device} ran out of memory at step {err.step} ({err.detail}); lower "
                          "train.batch_size (raise train.grad_accum_steps to keep the global batch), "
@@ -222,7 +223,7 @@ def peer_lost(err: BaseException, timeout_s: float) -> str:
 
 
 def train_tracked(params: Params, tokenizer, record: dict, claim: resume.Claim, model, splits,
-                  rank=distributed.Rank()) -> None:
+                  rank=distributed.Rank(), sources=None) -> None:
     """Train inside an MLflow run: a new one, or the one of the run being resumed."""
     run = TrainingRun(params, claim.info, record, prepared.read_meta(), tokenizer, log)
     run_id = run.start()
@@ -230,7 +231,7 @@ def train_tracked(params: Params, tokenizer, record: dict, claim: resume.Claim, 
     start_steps(rank, params)
     try:
         with Progress("train", total=params.train.max_iters) as bar:
-            result = fit(params, claim, model, splits, tokenizer, StageCallback(run, bar, model))
+            result = fit(params, claim, model, splits, tokenizer, StageCallback(run, bar, model), sources)
     except KeyboardInterrupt:
         run.abort("KILLED")
         raise
