@@ -68,6 +68,9 @@ def test_folio_summary_command_and_a_missing_report_in_one_line(workspace):
 def test_make_repro_ends_on_the_summary():
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    planned = subprocess.run(["make", "-n", "-B", "repro", "VENV=/nonexistent-venv"], cwd=PROJECT,
+    # --no-print-directory: under `make test` this make is a sub-make, which would add its
+    # "Entering/Leaving directory" lines
+    planned = subprocess.run(["make", "--no-print-directory", "-n", "-B", "repro", "VENV=/nonexistent-venv"],
+                             cwd=PROJECT,
                              capture_output=True, text=True, check=True).stdout.strip().splitlines()
     assert planned[-2:] == ["dvc repro", "/nonexistent-venv/bin/folio summary"]
