@@ -50,7 +50,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -72,7 +71,7 @@ from pipeline import params as params_module
 from pipeline.artifacts import BEST_CKPT, TOKENIZER_DIR, MissingArtifact, models, prepared
 from pipeline.artifacts import tokenizer as tokenizer_files
 from pipeline.errors import StageError
-from timing import timed, warm_timed
+from timing import cpu_name, timed, warm_timed
 
 SPEED_MODEL = GPTConfig(vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384)
 TEMPERATURE, TOP_K = 0.8, 200
@@ -143,16 +142,6 @@ def decode_bytes_per_token(model: GPT, new_tokens: int) -> dict:
     weights = sum(m.weight.numel() + 6 * m.out_features for m in layers) + 2 * 4 * cfg.n_embd
     kv = 2 * cfg.n_layer * (new_tokens / 2) * cfg.n_embd * 4
     return {"int8_weights": weights, "kv_cache": kv, "total": weights + kv}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def folio_run(model: GPT, prompts: list[list[int]], new_tokens: int, use_cache: bool = True,

@@ -35,6 +35,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from timing import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "ROMEO:"
 TARGET_SPEEDUP_AT_8 = 2.5
@@ -74,16 +76,6 @@ def stop_server(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def one_request(port: int, max_tokens: int, seed: int) -> dict:

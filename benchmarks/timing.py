@@ -1,9 +1,12 @@
-"""Timing shared by the benchmark scripts (run as `python benchmarks/<name>.py`)."""
+"""Timing shared by the benchmark scripts (run as `python benchmarks/<name>.py`), and the name of
+the CPU they ran on."""
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
+from pathlib import Path
 
 
 def warm_timed(fn, repeats: int) -> tuple[float, float, float]:
@@ -21,3 +24,14 @@ def timed(fn, repeats: int) -> tuple[float, float]:
     """(best, median) wall time of fn() in seconds, after one untimed warm-up call."""
     _, best, median = warm_timed(fn, repeats)
     return best, median
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, for the record of where a benchmark ran."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
