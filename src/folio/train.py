@@ -112,29 +112,27 @@ def model_size(model: torch.nn.Module) -> dict:
     return {"num_params": n, "size_fp32_mb": n * 4 / 2**20, "size_bf16_mb": n * 2 / 2**20}
 
 
+def _causes(err: BaseException | None):
+    """`err`, then what caused it (its __cause__ or __context__), and so on, each once."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
+
+
 def compile_failure(err: BaseException) -> bool:
     """Is `err` torch.compile's own failure (Dynamo's tracing, Inductor's code generation, a missing
     Triton), one that eager mode would not hit? Out of memory never is, wherever it was raised,
     nor is any error from outside the compiler (a NCCL error, a bad batch): eager would fail too."""
-    chain, seen = [], set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        chain.append(err)
-        err = err.__cause__ or err.__context__
-    if any(isinstance(e, torch.OutOfMemoryError) for e in chain):
+    if out_of_memory(err) is not None:
         return False
-    return any(type(e).__module__.startswith(("torch._dynamo", "torch._inductor")) for e in chain)
+    return any(type(e).__module__.startswith(("torch._dynamo", "torch._inductor")) for e in _causes(err))
 
 
 def out_of_memory(err: BaseException) -> torch.OutOfMemoryError | None:
     """The out-of-memory error behind `err` (the compiler wraps the ones it hits), if any."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, torch.OutOfMemoryError):
-            return err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return None
+    return next((e for e in _causes(err) if isinstance(e, torch.OutOfMemoryError)), None)
 
 
 def _maybe_compile(model, cfg: TrainConfig, device: torch.device, log):
