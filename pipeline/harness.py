@@ -15,7 +15,8 @@ of this module, before lm-eval imports `datasets`), a task
 that lm-eval does not know or whose data is not in the datasets cache is refused in one line
 (naming it and what to do: docs/evaluation.md), and tasks found under `include_path` load
 without indexing lm-eval's thousands of built-in ones. `log_results` puts the metrics and the
-harness's JSON on an MLflow run. `folio harness` (pipeline/commands/harness.py) and the evaluate
+harness's JSON on an MLflow run; each task's digest is lm-eval's own hash of its documents
+(`task_hashes`). `folio harness` (pipeline/commands/harness.py) and the evaluate
 stage (`evaluate.harness.tasks`) call it.
 """
 
@@ -246,8 +247,24 @@ def evaluate(lm: FolioLM, tasks: list[str], include_path: Path | None = None, li
                            "your own with --include-path DIR)")
     manager = task_manager(tasks, include_path)
     results = simple_evaluate(model=lm, tasks=load_tasks(tasks, manager), task_manager=manager, limit=limit,
-                              num_fewshot=num_fewshot, log_samples=False)
-    return {key: value for key, value in results.items() if key != "samples"}
+                              num_fewshot=num_fewshot, log_samples=True)  # the samples name the documents
+    return {**{key: value for key, value in results.items() if key != "samples"},
+            "task_hashes": task_hashes(results)}
+
+
+def task_hashes(results: dict) -> dict[str, str]:
+    """{task: the digest of what it was scored on}: lm-eval's own task hash (what its evaluation
+    tracker writes as `task_hashes`: the sha256 of each logged sample's document, prompt and target
+    hashes, in order), so it changes with the documents, the prompt format, num_fewshot and limit.
+    A group's is the sha256 of its tasks' hashes, in lm-eval's order."""
+    from lm_eval.utils import hash_string
+
+    hashes = {task: hash_string("".join(s["doc_hash"] + s["prompt_hash"] + s["target_hash"] for s in samples))
+              for task, samples in (results.get("samples") or {}).items()}
+    for group, members in (results.get("group_subtasks") or {}).items():
+        if members and group not in hashes and all(m in hashes for m in members):
+            hashes[group] = hash_string("".join(hashes[m] for m in members))
+    return hashes
 
 
 def scores(results: dict) -> dict[str, dict[str, float]]:
@@ -275,13 +292,16 @@ def table(results: dict) -> str:
     return make_table(results)
 
 
-def stage_scores(settings, model, tokenizer, run_id: str) -> dict[str, dict[str, float]]:
-    """The evaluate stage's harness scores, {task: {metric: value}}, of the loaded `model`
-    (`settings`: params' evaluate.harness), logged to the training run as `folio harness --log` does."""
+def stage_scores(settings, model, tokenizer, run_id: str) -> dict[str, dict]:
+    """The evaluate stage's harness scores, {task: {metric: value, ..., "text_digest": its task
+    hash}}, of the loaded `model` (`settings`: params' evaluate.harness), logged to the training
+    run as `folio harness --log` does."""
     include_path = Path(settings.include_path) if settings.include_path else None
     results = evaluate(FolioLM(model=model, tokenizer=tokenizer), list(settings.tasks), include_path, settings.limit)
     log_results(run_id, results)
-    return scores(results)
+    hashes = results["task_hashes"]
+    return {task: {**values, **({"text_digest": hashes[task]} if task in hashes else {})}
+            for task, values in scores(results).items()}
 
 
 def log_results(run_id: str, results: dict) -> None:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from folio.config import GPTConfig, TrainConfig
 from pipeline import artifacts
 from pipeline.errors import StageError
+from pipeline.measures import Measure, parse as parse_measure
 
 # Keys params.yaml sets for its corpus (Tiny Shakespeare), not defaults: data.* has none, and the
 # prompts name its speakers. Every other key in params.yaml holds its default.
@@ -44,6 +45,13 @@ def _known_scheme(url: str) -> str:
     if sep and scheme.lower() not in ("http", "https", "file"):
         raise ValueError(f"unsupported scheme {scheme!r}: use http(s)://, file:// or a plain path")
     return url
+
+
+def _distinct_names(items: list, what: str) -> list:
+    names = [item.name for item in items]
+    if twice := sorted({n for n in names if names.count(n) > 1}):
+        raise ValueError(f"two {what}s are named {twice[0]!r}; give each {what} its own name")
+    return items
 
 
 class SourceParams(Section):
@@ -74,10 +82,7 @@ class DataParams(Section):
     @field_validator("sources")
     @classmethod
     def distinct_source_names(cls, sources: list) -> list:
-        names = [s.name for s in sources]
-        if twice := sorted({n for n in names if names.count(n) > 1}):
-            raise ValueError(f"two sources are named {twice[0]!r}; give each source its own name")
-        return sources
+        return _distinct_names(sources, "source")
 
 
 class ValidateParams(Section):
@@ -210,10 +215,43 @@ class HarnessParams(Section):
     limit: int | None = Field(None, ge=1, description="score only the first N documents of each task; null = all")
 
 
+SUITES_DIR = artifacts.SUITES_DIR.as_posix()  # as a suite's url is written
+
+
+class SuiteParams(Section):
+    """A fixed held-out text the evaluate stage scores besides the val split (pipeline/suites.py)."""
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="the suite's name: its metrics are suite.<name>.<metric> (letters, digits, _ and -; no dot)")
+    url: str = Field(min_length=1, description=f"its text under {SUITES_DIR}/ (a DVC dep of evaluate): a path relative to the project root naming one file, a directory (every file of a known format inside, recursively) or a glob; read as data.url is")
+    sha256: str = Field("", pattern=r"^([0-9a-f]{64})?$", description="expected digest of its files (as the corpus manifest's: one file's sha256, else over the sorted `path sha256` lines); empty: computed and recorded in metrics.json, not checked")
+    format: Literal["auto", "txt", "jsonl", "parquet"] = Field("auto", description="as data.format: auto = from each file's suffix")
+    text_field: str = Field("text", min_length=1, description="the JSONL field or Parquet column holding each document's text")
+
+    @field_validator("url")
+    @classmethod
+    def local_under_suites(cls, url: str) -> str:
+        """A path below data/suites/, relative to the project root: the evaluate stage's dep there
+        is what makes DVC rescore when a suite's files change."""
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", url):  # http(s)://, file://, s3://
+            raise ValueError(f"a suite is read from a local file, not a URL; download it into {SUITES_DIR}/ "
+                             f"and set the url to its path there (DVC then sees it change)")
+        parts = Path(url).as_posix().split("/")
+        if Path(url).is_absolute() or ".." in parts or not url.startswith(f"{SUITES_DIR}/"):
+            raise ValueError(f"a suite's files must be under {SUITES_DIR}/ (a path relative to the project "
+                             f"root, e.g. {SUITES_DIR}/wiki.txt); move or copy them there so DVC sees them "
+                             "change as a dep of evaluate")
+        return url
+
+
 class EvaluateParams(Section):
     batch_size: int = Field(32, ge=1, description="windows per forward pass over the val split")
     max_tokens: int | None = Field(200_000, ge=1, description="evaluate at most this many val tokens, in windows evenly spaced over the split (the same ones every run); null or a larger value = the whole split")
     harness: HarnessParams = Field(default_factory=HarnessParams)
+    suites: list[SuiteParams] = Field(default_factory=list, description=f"fixed held-out texts scored besides val, each [{{name, url, sha256, format, text_field}}] with its files under {SUITES_DIR}/ (docs/evaluation.md); empty = none")
+
+    @field_validator("suites")
+    @classmethod
+    def distinct_suite_names(cls, suites: list) -> list:
+        return _distinct_names(suites, "suite")
 
 
 class SampleParams(Section):
@@ -239,10 +277,19 @@ class SampleParams(Section):
 class RegistryParams(Section):
     model_name: str = Field("", pattern=r"^([A-Za-z0-9_.-]+)?$",
                             description="registered model name; empty = folio-<data.name>")
-    metric: Literal["loss", "bits_per_token", "bits_per_byte", "bits_per_char", "perplexity"] = Field(
-        "bits_per_byte", description="val metric (lower is better) a version must beat to take the alias")
+    metric: str = Field("bits_per_byte", description="the measure a version must beat the holder on, over the same text, to take the alias: a val metric (loss, bits_per_token, bits_per_byte, bits_per_char, perplexity), suite:<name>.<metric> or harness:<task>.<metric> (docs/evaluation.md)")
+    direction: Literal["auto", "lower", "higher"] = Field("auto", description="which way registry.metric is better; auto = known from its name (val and suite metrics: lower; lm-eval's acc, acc_norm, exact_match...: higher)")
     alias: str = Field("champion", pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$",
                        description="the alias `folio promote` moves and `folio generate --model` names")
+
+    @model_validator(mode="after")
+    def known_measure(self):
+        self.measure()
+        return self
+
+    def measure(self) -> Measure:
+        """registry.metric as a pipeline.measures.Measure, with its direction."""
+        return parse_measure(self.metric, self.direction)
 
     @field_validator("alias")
     @classmethod

@@ -23,7 +23,7 @@ from pipeline.stages import STAGES
 from tests.conftest import PROJECT, _QuietHandler
 
 COPIED = ["pyproject.toml", "params.yaml", "dvc.yaml", ".dvc/config", ".dvc/.gitignore",
-          ".dvcignore", ".gitignore", "src", "pipeline"]
+          ".dvcignore", ".gitignore", "src", "pipeline", "data/suites"]
 TINY = {
     "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32},
     "train": {"max_iters": 30, "batch_size": 8, "eval_interval": 10, "eval_iters": 2,

@@ -21,6 +21,10 @@ def _resolve(path):
     return path.replace("${data.name}", PARAMS["data"]["name"])
 
 
+def _resolve_deps(name: str) -> set[str]:
+    return {_resolve(d) for d in DVC[name]["deps"]}
+
+
 def _code_deps(stage: dict) -> set[str]:
     return {d for d in stage["deps"] if d.startswith(("pipeline/", "src/"))}
 
@@ -81,6 +85,8 @@ def test_declared_outputs_are_the_paths_the_code_writes():
 
 
 def test_data_deps_are_artifacts_of_earlier_stages():
+    """Or the suites' folder, data/suites/, which the user fills (in git, or `dvc add`-ed)."""
+    assert _resolve_deps("evaluate") >= {str(artifacts.SUITES_DIR), str(artifacts.raw_dir(PARAMS["data"]["name"]))}
     produced = {}
     for name, stage in DVC.items():
         for out in _paths(stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", [])):
@@ -89,6 +95,8 @@ def test_data_deps_are_artifacts_of_earlier_stages():
     for name, stage in DVC.items():
         for dep in set(stage["deps"]) - _code_deps(stage):
             dep = _resolve(dep)
+            if dep == str(artifacts.SUITES_DIR):
+                continue
             maker = next((m for out, m in produced.items() if dep == out or dep.startswith(out + "/")), None)
             assert maker is not None and order.index(maker) < order.index(name), (name, dep)
 

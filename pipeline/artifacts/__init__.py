@@ -23,6 +23,7 @@ TOKENIZER_DIR = DATA / "tokenizer"
 TOKENIZER_FILE = TOKENIZER_DIR / "tokenizer.json"
 PREPARED_DIR = DATA / "prepared"
 PREPARED_META = PREPARED_DIR / "meta.json"
+SUITES_DIR = DATA / "suites"  # evaluate.suites' files: in git (or `dvc add`-ed), no stage's output
 
 MODELS = Path("models")
 LAST_CKPT = MODELS / "last.pt"

@@ -181,3 +181,20 @@ def split_pieces(data, manifest: dict | None = None, plan: splits.SplitPlan | No
     """(split, text | splits.BOUNDARY) over the whole corpus (with `plan`: a corpus of one source)."""
     for _, split, text in sourced_split_pieces(data, manifest, [plan] if plan else None):
         yield split, text
+
+
+def split_documents(data, split: str, manifest: dict | None = None) -> Iterator[str]:
+    """The documents of one split, whole, in stream order (as prepare encodes them, and
+    folio.evaluate.TextDigest names them: a BOUNDARY starts the next one)."""
+    current: list[str] = []
+    for name, text in split_pieces(data, manifest):
+        if name != split:
+            continue
+        if text is splits.BOUNDARY:
+            if current:
+                yield "".join(current)
+            current = []
+        else:
+            current.append(text)
+    if current:
+        yield "".join(current)

@@ -1,7 +1,8 @@
 """Stage prepare — in: data/raw/<name>/, data/raw/<name>.json, data/tokenizer/ — params: data.split,
 data.seed, data.val_fraction, data.text_field, data.sources, prepare.* — out: data/prepared/ (<split>-NNNNN.bin
 shards of uint16 ids, uint32 for vocabularies over 65,536, and meta.json: tokens per shard, the
-digests of the corpus, of each source file and of the tokenizer, counts, the split).
+digests of the corpus, of each source file and of the tokenizer, counts, the split, and the digest of
+the val text, folio.evaluate.TextDigest, which names what val's scores are of).
 
 val holds data.val_fraction of the corpus's bytes (folio.splits): the tail of a single text, or
 whole documents drawn with data.seed while they fit; meta.json records the largest document's
@@ -32,6 +33,7 @@ import time
 import numpy as np
 
 from folio.data import ShardWriter, token_dtype
+from folio.evaluate import TextDigest
 from folio.splits import BOUNDARY, SPLITS
 from folio.tokenizers import document_separator, load_tokenizer
 from pipeline import artifacts
@@ -75,11 +77,16 @@ def encode_batch(task: tuple[str, list, int]) -> tuple[str, np.ndarray, int, int
     return split, ids, chars, size, source
 
 
-def batches(params: Params, manifest: dict, plans):
-    """(split, segments, source) of about BATCH_CHARS characters of one source, in stream order."""
+def batches(params: Params, manifest: dict, plans, val_digest: TextDigest | None = None):
+    """(split, segments, source) of about BATCH_CHARS characters of one source, in stream order;
+    the val text goes through `val_digest` on its way."""
     pending = {split: ([], 0) for split in SPLITS}
     current = 0
     for source, split, text in corpus.sourced_split_pieces(params.data, manifest, plans):
+        if split == "val" and val_digest is not None and text is BOUNDARY:
+            val_digest.next_document()
+        elif split == "val" and val_digest is not None:
+            val_digest.add(text)
         if source != current:  # a batch holds one source's text
             for name, (segments, _) in pending.items():
                 if segments:
@@ -97,17 +104,17 @@ def batches(params: Params, manifest: dict, plans):
             yield split, segments, current
 
 
-def encoded(params: Params, manifest: dict, plans, workers: int):
+def encoded(params: Params, manifest: dict, plans, workers: int, val_digest: TextDigest):
     """encode_batch over every batch, results in order; `workers` processes, or inline."""
     if workers == 1:
         _load_worker_tokenizer(str(artifacts.TOKENIZER_DIR))
-        yield from map(encode_batch, batches(params, manifest, plans))
+        yield from map(encode_batch, batches(params, manifest, plans, val_digest))
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     with multiprocessing.get_context(method).Pool(workers, _load_worker_tokenizer,
                                                   (str(artifacts.TOKENIZER_DIR),)) as pool:
         in_flight = collections.deque()
-        for task in batches(params, manifest, plans):
+        for task in batches(params, manifest, plans, val_digest):
             in_flight.append(pool.apply_async(encode_batch, (task,)))
             if len(in_flight) >= 2 * workers:
                 yield in_flight.popleft().get()
@@ -150,12 +157,13 @@ def main(params: Params) -> None:
     writers = {s: ShardWriter(artifacts.PREPARED_DIR, s, dtype, params.prepare.shard_tokens) for s in SPLITS}
     counts = {f"{s}_{k}": 0 for s in SPLITS for k in ("tokens", "chars", "bytes")}
     per_source = [{s: 0 for s in SPLITS} for _ in plans]  # tokens of each source in each split
+    val_digest = TextDigest()
     started = time.perf_counter()
     for stale in artifacts.PREPARED_DIR.glob("*.bin"):  # shards of an earlier run (a DVC output)
         stale.unlink()
     try:
         with Progress("prepare", total=manifest["bytes"], every=10.0) as bar:
-            for split, ids, chars, size, source in encoded(params, manifest, plans, workers):
+            for split, ids, chars, size, source in encoded(params, manifest, plans, workers, val_digest):
                 writers[split].write(ids)
                 per_source[source][split] += len(ids)
                 counts[f"{split}_tokens"] += len(ids)
@@ -178,6 +186,7 @@ def main(params: Params) -> None:
     meta = {"tokenizer_kind": tokenizer.kind, "tokenizer_digest": tokenizer.digest,
             "vocab_size": tokenizer.vocab_size, "dtype": dtype.name, "val_fraction": params.data.val_fraction,
             "split": plan.kind, "corpus_sha256": manifest["sha256"], "shards": shards, **counts,
+            "val_text_digest": val_digest.hexdigest(),  # what val's scores are of (folio.evaluate.TextDigest)
             "sources": [{"path": f["path"], "sha256": f["sha256"]} for f in manifest["files"]],
             "bytes_per_token": total_bytes / max(1, counts["train_tokens"] + counts["val_tokens"])}
     if plan.kind == "documents":  # a tail split's meta.json is as it was: a run's fingerprint holds its digest

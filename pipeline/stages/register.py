@@ -4,7 +4,8 @@ registry.model_name, sample.* — out: reports/model_card.md, reports/registered
 
 Logs the best checkpoint as an MLflow pyfunc model (models-from-code:
 pipeline/tracking/pyfunc_model.py) under the training run, registers it as a new version of
-`registry.model_name` (default folio-<data.name>) tagged with its val metrics, the digest of its
+`registry.model_name` (default folio-<data.name>) tagged with its val metrics, its suites' and
+harness tasks' scores, the digest of each text scored (pipeline/measures.py), the digest of its
 weights (`checkpoint.digest`) and its lineage (the corpus digest download recorded, pinned or not),
 and attaches the model card and the loss curve to the model's artifacts. It never moves an alias:
 `folio promote` does that, behind the metric gate.
@@ -22,7 +23,7 @@ import os
 import time
 
 from folio.checkpoint import weights_digest
-from pipeline import artifacts
+from pipeline import artifacts, measures
 from pipeline.artifacts import corpus as corpus_files, models, prepared, reports
 from pipeline.commands import summary
 from pipeline.console import log
@@ -32,8 +33,11 @@ from pipeline.tracking import lineage, model_card, registry, store
 
 
 def version_tags(params: Params, metrics: dict, corpus: dict, run) -> dict[str, str]:
-    """What a version is compared and traced by: val metrics, data digest, commit, experiment."""
-    tags = {f"val_{key}": str(value) for key, value in metrics["val"].items() if key != "tokens"}
+    """What a version is compared and traced by: val metrics, each scored text's digest and each
+    suite's and harness task's scores (measures.version_tags), data digest, commit, experiment."""
+    tags = {f"val_{key}": str(value) for key, value in metrics["val"].items()
+            if key not in ("tokens", measures.DIGEST)}
+    tags |= measures.version_tags(metrics)
     tags["data.name"], tags["data.sha256"] = params.data.name, corpus["sha256"]
     tags["checkpoint_step"] = str(metrics["checkpoint"]["step"])
     tags[registry.DIGEST_TAG] = metrics["checkpoint"]["weights_digest"]
@@ -60,6 +64,7 @@ def card_facts(params: Params, run, metrics: dict, corpus: dict, tags: dict) -> 
         tokenizer=metrics["tokenizer"],
         params={k: v for k, v in run.data.params.items() if k.startswith(("model.", "train."))},
         metrics=metrics["val"],
+        suites=metrics.get("suites", {}),
         checkpoint=metrics["checkpoint"],
         evals=reports.read_evals(),
         samples=reports.read_samples(),

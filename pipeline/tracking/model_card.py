@@ -1,12 +1,13 @@
 """The model card: one markdown page per registered version — what data (with its digest), which
-params, what it scores, how training went, what it writes, and how to load it.
+params, what it scores (val, and each suite with the digest of its text), how training went,
+what it writes, and how to load it.
 
 `render(facts)` is a pure function; pipeline/stages/register.py gathers the facts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MAX_EVAL_ROWS = 12
 METRIC_LABELS = {"loss": "loss (nats/token)", "bits_per_byte": "bits per byte",
@@ -29,6 +30,7 @@ class CardFacts:
     samples: str  # reports/samples.md
     lineage: dict  # label -> value (git commit, DVC experiment, registered at)
     loss_curve: str = "loss.png"  # beside the card in the model's artifacts
+    suites: dict = field(default_factory=dict)  # reports/metrics.json's suites: name -> scores and digests
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -140,8 +142,26 @@ def _scored(metrics: dict) -> str:
     return "the whole validation split"
 
 
+def _suites_section(suites: dict) -> str:
+    """Each fixed yardstick (evaluate.suites) with its scores and the digests of its text and files."""
+    rows = [[name, f"{s['bits_per_byte']:.4f}", f"{s['loss']:.4f}", f"{s['tokens']:,}", f"`{s['text_digest']}`",
+             f"`{s['sha256'][:16]}`", f"{s['contamination']['share']:.1%}" if "contamination" in s else "-"]
+            for name, s in suites.items()]
+    return "\n".join([
+        "## Suites",
+        "",
+        "Fixed held-out texts (evaluate.suites), each scored whole; lower is better. Versions compare on a "
+        "suite only where its text digest is the same.",
+        "",
+        _table(["suite", "bits per byte", "loss (nats/token)", "tokens", "text digest", "files sha256",
+                "lines in train"], rows),
+    ])
+
+
 def render(f: CardFacts) -> str:
-    metric_rows = [[METRIC_LABELS.get(k, k), _number(v)] for k, v in f.metrics.items() if k != "subset"]
+    metric_rows = [[METRIC_LABELS.get(k, k), _number(v)] for k, v in f.metrics.items()
+                   if k not in ("subset", "text_digest")]
+    digest = f"\n\nVal text digest `{f.metrics['text_digest']}`." if f.metrics.get("text_digest") else ""
     param_rows = [[f"`{k}`", _number(v)] for k, v in sorted(f.params.items())]
     lineage_rows = [[k, f"`{v}`"] for k, v in f.lineage.items()]
     sections = [
@@ -150,7 +170,8 @@ def render(f: CardFacts) -> str:
         f"step {f.checkpoint['step']:,} (weights digest `{f.checkpoint['weights_digest']}`). "
         f"Val bits per byte **{f.metrics['bits_per_byte']:.4f}**.",
         _data_section(f),
-        f"## Metrics ({_scored(f.metrics)})\n\n" + _table(["metric", "value"], metric_rows),
+        f"## Metrics ({_scored(f.metrics)})\n\n" + _table(["metric", "value"], metric_rows) + digest,
+        *([_suites_section(f.suites)] if f.suites else []),
         "## Params\n\n" + _table(["param", "value"], param_rows),
         _training_section(f),
         "## Samples\n\n" + _demoted(f.samples),

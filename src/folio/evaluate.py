@@ -1,17 +1,24 @@
 """Loss over a split (every target counted once), or over evenly spaced windows holding about
-max_tokens of it — deterministic, unlike random batches; and bits per byte, the one place it is computed."""
+max_tokens of it — deterministic, unlike random batches; bits per byte, the one place it is
+computed; and a text's digest and score (`score_text`: a fixed held-out text, or a val split
+rescored with another model), so two models are compared only on the same text."""
 
 from __future__ import annotations
 
+import hashlib
 import math
+from typing import Iterable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from folio.data import sequential_windows
 from folio.device import autocast_for
 from folio.model import GPT
-from folio.tokenizers import end_of_text_id
+from folio.tokenizers import document_separator, end_of_text_id
+
+DOCUMENT_MARK = b"\0"  # between two documents in a text digest (validated text holds no NUL)
 
 
 def bits_per_byte(nats_per_token: float, tokens: int, text_bytes: int) -> float:
@@ -62,3 +69,72 @@ def split_loss(model: GPT, tokens, batch_size: int = 32, max_tokens: int | None 
         "n_tokens": n_targets,
         "n_bytes": n_bytes,
     }
+
+
+class TextDigest:
+    """The digest of a text made of documents, fed in pieces: the sha256 of the documents' UTF-8
+    bytes with a NUL between two documents, cut to 16 hex digits like the weights' digest. It is a
+    function of the text alone, not of any tokenizer: two models scored on texts of one digest
+    were scored on the same text."""
+
+    def __init__(self):
+        self._sha, self._started, self._pending_mark = hashlib.sha256(), False, False
+
+    def add(self, text: str) -> None:
+        """More of the current document."""
+        if not text:
+            return
+        if self._pending_mark:
+            self._sha.update(DOCUMENT_MARK)
+        self._sha.update(text.encode("utf-8", "surrogatepass"))
+        self._started, self._pending_mark = True, False
+
+    def next_document(self) -> None:
+        """What follows starts a new document."""
+        self._pending_mark = self._started
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()[:16]
+
+
+def text_digest(documents: Iterable[str]) -> str:
+    """TextDigest of whole documents."""
+    digest = TextDigest()
+    for document in documents:
+        digest.next_document()
+        digest.add(document)
+    return digest.hexdigest()
+
+
+def encode_documents(tokenizer, documents: Iterable[str]) -> np.ndarray:
+    """The ids of the documents with the tokenizer's document separator between two of them, as
+    the prepare stage encodes a split (empty documents are left out)."""
+    separator = None
+    parts: list[np.ndarray] = []
+    for document in documents:
+        if not document:
+            continue
+        if parts:
+            if separator is None:
+                separator = np.array(document_separator(tokenizer), dtype=np.int64)
+            parts.append(separator)
+        parts.append(np.asarray(tokenizer.encode(document), dtype=np.int64))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def score_text(model: GPT, tokenizer, documents: Iterable[str], batch_size: int = 32) -> dict:
+    """A model's score on a whole text: its documents encoded as prepare encodes a split, every
+    token but the first predicted once (split_loss without a subset). Bits per byte count the
+    UTF-8 bytes of the predicted text (the first token's text and the separators between documents
+    stand for none), so models with different tokenizers compare; `text_digest` names the text."""
+    documents = [d for d in documents if d]
+    ids = encode_documents(tokenizer, documents)
+    if len(ids) < 2:
+        raise ValueError("the text is too short to score: it encodes to fewer than 2 tokens")
+    result = split_loss(model, ids, batch_size)
+    count = text_bytes(tokenizer)
+    predicted = sum(len(d.encode("utf-8", "surrogatepass")) for d in documents) - count(ids[:1].tolist())
+    bpb = bits_per_byte(result["loss"], result["n_tokens"], predicted)
+    return {"loss": result["loss"], "bits_per_token": result["bits_per_token"], "bits_per_byte": bpb,
+            "perplexity": result["perplexity"], "tokens": result["n_tokens"], "bytes": predicted,
+            "text_digest": text_digest(documents)}
