@@ -1,5 +1,5 @@
 """The `folio` command: every dvc.yaml stage (pipeline/stages/), plus `generate`, `attention`,
-`serve`, `promote`, `runs`, `summary`, `gc`, `plots-template`, `import-gpt2`, `export-hf` and `harness` (pipeline/commands/).
+`serve`, `promote`, `compare`, `runs`, `summary`, `gc`, `plots-template`, `import-gpt2`, `export-hf` and `harness` (pipeline/commands/).
 
 Stage commands read params.yaml, apply `--set key=value` overrides and validate everything
 before any work, then run the stage holding the workspace lock. Every failure a user can cause
@@ -191,26 +191,48 @@ def serve(
 def promote(
     version: Optional[int] = typer.Argument(None, help="the model version to give the alias"),
     alias: Optional[str] = typer.Option(None, help="the alias to move (default: registry.alias)"),
-    best: bool = typer.Option(False, "--best", help="pick the version lowest on registry.metric"),
+    best: bool = typer.Option(False, "--best", help="pick the version best on registry.metric among those scored on one text (the holder's)"),
     rollback: bool = typer.Option(False, "--rollback", help="return the alias to its previous holder"),
-    force: bool = typer.Option(False, "--force", help="move the alias even if VERSION does not beat the holder"),
+    force: bool = typer.Option(False, "--force", help="move the alias even if VERSION does not beat the holder, or they share no text"),
+    rescore: bool = typer.Option(True, "--rescore/--no-rescore", help="score the holder on VERSION's text when it never was (--no-rescore: refuse instead)"),
+    report: bool = typer.Option(True, "--report/--no-report", help="write the side-by-side report (folio compare) and attach it to VERSION"),
     model_name: Optional[str] = typer.Option(None, "--model", help="registered model (default: registry.model_name, or folio-<data.name>)"),
     params_file: Path = PARAMS_OPTION,
 ) -> None:
-    """Move an alias (@champion) to VERSION only if it beats the holder on registry.metric."""
+    """Move an alias (@champion) to VERSION only if it beats the holder on registry.metric over the same text."""
     if (version is not None) + best + rollback != 1:
         fail("promote: give exactly one of VERSION, --best or --rollback")
 
     def move() -> None:
-        from pipeline.tracking import registry
+        from pipeline.commands import promote as promote_command
 
         params = load_params(params_file, [])
         name = model_name or params.registered_model_name()
-        typer.echo(registry.move_alias(name, alias or params.registry.alias, params.registry.metric,
-                                       version=version, best=best, rollback=rollback,
-                                       force=force).summary(name))
+        for line in promote_command.promote(params, name, alias or params.registry.alias, version=version,
+                                            best=best, rollback=rollback, force=force, rescore=rescore,
+                                            report=report):
+            typer.echo(line)
 
     guarded("promote", move)
+
+
+@app.command()
+def compare(
+    a: str = typer.Argument(..., help="a version of the registered model (3), models:/<name>/<version>, models:/<name>@<alias>, or a training run's id"),
+    b: str = typer.Argument(..., help="the other side, given the same ways"),
+    out: Path = typer.Option(Path("reports/compare"), "--out", "-o", help="folder for <a>-vs-<b>.html and .md (and the figure)"),
+    max_new_tokens: int = typer.Option(200, min=1, help="tokens in each sample"),
+    model_name: Optional[str] = typer.Option(None, "--model", help="registered model of a bare version number (default: registry.model_name, or folio-<data.name>)"),
+    device: str = typer.Option("auto", help="auto (CUDA when present, else the CPU), cpu, cuda, cuda:N or mps"),
+    params_file: Path = PARAMS_OPTION,
+) -> None:
+    """A side-by-side report of two versions or runs (HTML readable offline, and Markdown): what
+    each is, the measures both share on the same text, those they do not, the eval curves overlaid,
+    and samples of sample.prompts with sample.seed from both; see docs/evaluation.md."""
+    from pipeline.commands import compare as run
+
+    guarded("compare", lambda: run.show(a, b, load_params(params_file, []), out, max_new_tokens,
+                                        model_name, device))
 
 
 @app.command()

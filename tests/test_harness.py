@@ -228,10 +228,13 @@ def test_the_evaluate_stage_scores_the_harness_tasks_in_params(stage_project, se
     train.main(params)
     evaluate.main(params)
     scores = json.loads(artifacts.METRICS.read_text())["harness"][TASK]
+    digest = scores.pop("text_digest")  # lm-eval's hash of the task's documents, as its tracker writes it
     assert set(scores) == {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr"}
     assert all(0 <= v <= 1 for v in scores.values())
-    logged = mlflow.MlflowClient().get_run(models.training_run_id()).data.metrics
-    assert logged[f"harness.{TASK}.acc_norm"] == scores["acc_norm"]
+    assert len(digest) == 64 and int(digest, 16) >= 0
+    run = mlflow.MlflowClient().get_run(models.training_run_id()).data
+    assert run.metrics[f"harness.{TASK}.acc_norm"] == scores["acc_norm"]
+    assert run.tags[f"harness.{TASK}.digest"] == digest
 
 
 def test_lm_eval_builds_the_folio_model_type_by_name(setup, lms):
@@ -244,3 +247,50 @@ def test_lm_eval_builds_the_folio_model_type_by_name(setup, lms):
         {"batch_size": None, "max_batch_size": None, "device": None})
     pairs = _requests("loglikelihood", [("First Citizen:", " Speak")])
     assert made.batch_size == 8 and made.loglikelihood(pairs) == lms[0].loglikelihood(pairs)
+
+
+def test_promote_on_a_harness_metric_scores_the_holder_on_the_same_documents(stage_project, setup):
+    """registry.metric: harness:<task>.acc_norm. The holder, registered with no harness score, is
+    scored by the real lm-eval on the challenger's task at promote time; its task hash is the
+    challenger's (the same documents), and the same weights score the very same acc_norm — so the
+    challenger does not beat it (a tie keeps the alias)."""
+    import mlflow
+
+    from pipeline import artifacts, measures
+    from pipeline.artifacts import models
+    from pipeline.commands.promote import rescorer
+    from pipeline.params import SampleParams, validate
+    from pipeline.stages import evaluate, prepare, tokenize, train
+    from pipeline.tracking import registry
+    from tests.conftest import record_gate_passes
+
+    params = validate({
+        "data": {"name": "t", "url": "file:///unused", "sha256": "0" * 64, "val_fraction": 0.1},
+        "tokenizer": {"kind": "bpe", "vocab_size": 300},
+        "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 64},
+        "train": {"max_iters": 2, "batch_size": 4, "eval_interval": 2, "eval_iters": 1, "warmup_iters": 1,
+                  "device": "cpu"},
+        "evaluate": {"batch_size": 8, "harness": {"tasks": [TASK], "include_path": str(setup["tasks"]), "limit": 4}},
+        "registry": {"metric": f"harness:{TASK}.acc_norm"},
+    })
+    record_gate_passes(params)
+    tokenize.main(params)
+    prepare.main(params)
+    record_gate_passes(params)
+    train.main(params)
+    evaluate.main(params)
+    metrics = json.loads(artifacts.METRICS.read_text())
+    name = "folio-harness-gate"
+    with mlflow.start_run(run_name="scored-before-the-task") as earlier:  # its run holds no harness score
+        pass
+    for run_id, tags in ((earlier.info.run_id, {}), (models.training_run_id(), measures.version_tags(metrics))):
+        logged = registry.log_model(run_id, artifacts.BEST_CKPT, artifacts.TOKENIZER_DIR, SampleParams())
+        registry.register(logged.model_uri, name, tags)  # version 1 never scored on the task, version 2 scored
+    registry.promote(name, 1, "champion", params.registry.measure(), force=True)
+    digest = metrics["harness"][TASK]["text_digest"]
+    with pytest.raises(registry.RegistryError, match=rf"version 2 does not beat version 1 \(@champion\) on "
+                       rf"harness:{TASK}.acc_norm \(higher is better\) over text {digest}.*version 1 rescored on it"):
+        registry.promote(name, 2, "champion", params.registry.measure(),
+                         rescore=rescorer(params, name, "champion"))
+    holder = mlflow.MlflowClient().get_model_version(name, "1").tags
+    assert float(holder[f"rescored.harness.{TASK}.acc_norm.{digest}"]) == metrics["harness"][TASK]["acc_norm"]

@@ -8,6 +8,7 @@ artifacts are gone, a tracking server that is down."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import socket
 import time
@@ -81,9 +82,12 @@ def logged(model_files) -> list[tuple[str, float]]:
     return result
 
 
+VAL_DIGEST = "0123456789abcdef"  # every version here was scored on one val text
+
+
 def _registered(logged, name: str) -> str:
     for model_uri, bpb in logged:
-        registry.register(model_uri, name, {"val_bits_per_byte": str(bpb)})
+        registry.register(model_uri, name, {"val_bits_per_byte": str(bpb), "val.digest": VAL_DIGEST})
     return name
 
 
@@ -320,6 +324,103 @@ def test_model_card_renders_every_section():
                      "# not a heading", 'mlflow.pyfunc.load_model("models:/folio-x/3")',
                      "folio generate --model models:/folio-x/3", "| git commit | `1234abcd` |"):
         assert expected in card, expected
+    assert "## Suites" not in card  # no evaluate.suites: no section
+    suite = {"loss": 1.25, "bits_per_byte": 1.8, "tokens": 4321, "text_digest": "0123456789abcdef",
+             "sha256": "cd" * 32, "contamination": {"lines": 10, "in_train": 1, "share": 0.1}}
+    with_suites = model_card.render(dataclasses.replace(
+        facts, metrics={**facts.metrics, "text_digest": "fedcba9876543210"}, suites={"wiki": suite}))
+    assert "## Suites" in with_suites and "Val text digest `fedcba9876543210`" in with_suites
+    assert "| wiki | 1.8000 | 1.2500 | 4,321 | `0123456789abcdef` | `cdcdcdcdcdcdcdcd` | 10.0% |" in with_suites
+    assert "| text_digest |" not in with_suites
     eval_rows = [line for line in card.splitlines() if line.startswith("| ") and "2.1000" in line]
     assert len(eval_rows) == model_card.MAX_EVAL_ROWS and eval_rows[0].startswith("| 0 ") and "| 190 " in eval_rows[-1]
     assert "\n# Samples" not in card
+
+
+# ---- like for like: the gate compares only scores over text of one digest -------------------
+
+def _with_tags(logged, name: str, *tags: dict) -> str:
+    for (model_uri, _), version_tags in zip(logged, tags):
+        registry.register(model_uri, name, version_tags)
+    return name
+
+
+def test_a_holder_never_scored_on_the_challengers_text_is_rescored_and_the_score_kept(logged):
+    name = _with_tags(logged, "folio-rescore",
+                      {"val_bits_per_byte": "3.0", "val.digest": "aaaaaaaaaaaaaaaa"},
+                      {"val_bits_per_byte": "2.5", "val.digest": "bbbbbbbbbbbbbbbb"},
+                      {"val_bits_per_byte": "2.0", "val.digest": "bbbbbbbbbbbbbbbb"})
+    registry.promote(name, 1, "champion", "bits_per_byte")
+    with pytest.raises(registry.RegistryError, match=r"version 1 \(the holder\) was never scored on bits_per_byte "
+                       r"over the text version 2 was \(digest bbbbbbbbbbbbbbbb; its own: aaaaaaaaaaaaaaaa\)"):
+        registry.promote(name, 2, "champion", "bits_per_byte")  # no rescore: refused, not compared 2.5 vs 3.0
+    asked = []
+
+    def rescore(version, measure, digest, challenger):
+        asked.append((version, measure.key, digest, int(challenger.version)))
+        return 2.75
+
+    move = registry.promote(name, 2, "champion", "bits_per_byte", rescore=rescore)
+    assert asked == [(1, "val.bits_per_byte", "bbbbbbbbbbbbbbbb", 2)]
+    assert (move.version, move.previous, move.digest, move.value, move.previous_value, move.rescored) == (
+        2, 1, "bbbbbbbbbbbbbbbb", 2.5, 2.75, True)
+    assert move.delta == pytest.approx(-0.25)
+    assert "on text bbbbbbbbbbbbbbbb; version 1 rescored on it" in move.summary(name)
+    assert _tags(name, 1)["rescored.val.bits_per_byte.bbbbbbbbbbbbbbbb"] == "2.75"
+    tags = _tags(name, 2)
+    assert {k.removeprefix("alias.champion."): v for k, v in tags.items() if k.startswith("alias.champion.")
+            and not k.endswith("_at")} == {
+        "promoted_by": "promote", "promoted_from": "1", "measure": "bits_per_byte",
+        "digest": "bbbbbbbbbbbbbbbb", "value": "2.500000", "previous_value": "2.750000", "rescored": "true",
+        "delta_bits_per_byte": "-0.250000"}
+    asked.clear()
+    registry.promote(name, 3, "champion", "bits_per_byte", rescore=rescore)  # same text: no rescoring
+    assert asked == [] and registry.holder(name, "champion") == 3
+
+
+def test_a_rescored_holder_that_is_better_keeps_the_alias_and_its_score(logged):
+    name = _with_tags(logged, "folio-rescore-keeps",
+                      {"val_bits_per_byte": "3.0", "val.digest": "aaaaaaaaaaaaaaaa"},
+                      {"val_bits_per_byte": "2.5", "val.digest": "bbbbbbbbbbbbbbbb"})
+    registry.promote(name, 1, "champion", "bits_per_byte")
+    with pytest.raises(registry.RegistryError, match=r"version 2 does not beat version 1 \(@champion\) on "
+                       r"bits_per_byte \(lower is better\) over text bbbbbbbbbbbbbbbb: 2.5000 vs 2.4000 "
+                       r"\(version 1 rescored on it\)"):
+        registry.promote(name, 2, "champion", "bits_per_byte", rescore=lambda *args: 2.4)
+    assert registry.holder(name, "champion") == 1
+    assert _tags(name, 1)["rescored.val.bits_per_byte.bbbbbbbbbbbbbbbb"] == "2.4"
+
+
+def test_a_measure_where_higher_is_better_moves_the_alias_to_the_higher(logged):
+    task = {"harness.mc.digest": "cccccccccccccccc"}
+    name = _with_tags(logged, "folio-higher", {"harness.mc.acc_norm": "0.30", **task},
+                      {"harness.mc.acc_norm": "0.25", **task}, {"harness.mc.acc_norm": "0.40", **task})
+    registry.promote(name, 1, "champion", "harness:mc.acc_norm")
+    with pytest.raises(registry.RegistryError, match=r"higher is better"):
+        registry.promote(name, 2, "champion", "harness:mc.acc_norm")
+    move = registry.promote(name, 3, "champion", "harness:mc.acc_norm")
+    assert move.delta == pytest.approx(0.10) and _tags(name, 3)["alias.champion.delta_harness.mc.acc_norm"] == "+0.100000"
+    assert registry.promote_best(name, "champion", "harness:mc.acc_norm").reason == "unchanged"
+
+
+def test_best_compares_only_versions_scored_on_the_holders_text(logged):
+    name = _with_tags(logged, "folio-best-text",
+                      {"val_bits_per_byte": "3.0", "val.digest": "aaaaaaaaaaaaaaaa"},
+                      {"val_bits_per_byte": "1.0", "val.digest": "bbbbbbbbbbbbbbbb"},  # other text: not compared
+                      {"val_bits_per_byte": "2.5", "val.digest": "aaaaaaaaaaaaaaaa"})
+    registry.promote(name, 1, "champion", "bits_per_byte")
+    move = registry.promote_best(name, "champion", "bits_per_byte")
+    assert (move.version, move.digest, move.previous_value) == (3, "aaaaaaaaaaaaaaaa", 3.0)
+
+
+def test_promote_no_rescore_refuses_in_one_line_naming_both_digests(logged):
+    name = _with_tags(logged, "folio-no-rescore",
+                      {"val_bits_per_byte": "3.0", "val.digest": "aaaaaaaaaaaaaaaa"},
+                      {"val_bits_per_byte": "2.5", "val.digest": "bbbbbbbbbbbbbbbb"})
+    registry.promote(name, 1, "champion", "bits_per_byte")
+    result = runner.invoke(app, ["promote", "2", "--no-rescore", "--model", name, "--params", PARAMS_FILE])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert "bbbbbbbbbbbbbbbb" in result.output and "aaaaaaaaaaaaaaaa" in result.output
+    old = registry.client().get_model_version(name, "1")
+    assert not any(k.startswith("rescored.") for k in old.tags)

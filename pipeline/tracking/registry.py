@@ -2,9 +2,16 @@
 gate, roll it back, and load a registered model — with clear errors for what users get wrong.
 
 Aliases (MLflow 3), never stages. A move records tags on the version that takes the alias
-(`alias.<alias>.promoted_at`, `.promoted_from`, `.promoted_by`, `.delta_<metric>`) and on the one
+(`alias.<alias>.promoted_at`, `.promoted_from`, `.promoted_by`, and what decided it: `.measure`,
+`.digest` of the text, `.value`, `.previous_value`, `.rescored`, `.delta_<metric>`) and on the one
 that loses it (`.demoted_at`, `.demoted_by`). The registered model's tag `alias.<alias>.history`
 lists the holders in order, so `roll_back` returns the alias to the previous one.
+
+The gate is like for like (pipeline/measures.py): a version takes the alias only by beating the
+holder on a measure both have over text of one digest — the challenger's own text. A holder never
+scored on it is scored then by `rescore` (the caller's: `folio promote` loads the holder by alias
+and scores it as evaluate does) and the score kept on its version (`rescored.<key>.<digest>`);
+without a `rescore` the move is refused in one line naming both digests.
 Call `store.setup()` first: every function here talks to the store it points at.
 """
 
@@ -18,9 +25,11 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from folio import checkpoint
+from pipeline import measures
+from pipeline.measures import Measure
 from pipeline.tracking import access, store
 from pipeline.errors import StageError
 from pipeline.params import SampleParams
@@ -46,16 +55,30 @@ class Move:
     version: int
     previous: int | None
     reason: str  # promote, force, best, rollback, unchanged
-    metric: str
-    delta: float | None = None  # metric(version) - metric(previous); negative is better
+    metric: str  # the measure, as registry.metric names it
+    delta: float | None = None  # measure(version) - measure(previous), on one text
+    digest: str | None = None  # of the text both were scored on
+    value: float | None = None
+    previous_value: float | None = None
+    rescored: bool = False  # the previous holder was scored on the text for this move
 
     def summary(self, name: str) -> str:
         if self.reason == "unchanged":
             return f"{name} version {self.version} already holds @{self.alias}"
         what = {"rollback": "rolled back to", "force": "forced to"}.get(self.reason, "moved to")
         since = f" from version {self.previous}" if self.previous is not None else ""
-        change = f" (val {self.metric} {self.delta:+.4f})" if self.delta is not None else ""
+        change = ""
+        if self.delta is not None:
+            metric = f"val {self.metric}" if ":" not in self.metric else self.metric
+            on = f" on text {self.digest}" if self.digest else ""
+            rescored = f"; version {self.previous} rescored on it" if self.rescored else ""
+            change = f" ({metric} {self.value:.4f} vs {self.previous_value:.4f}, {self.delta:+.4f}{on}{rescored})"
         return f"{name}@{self.alias} {what} version {self.version}{since}{change}"
+
+
+# (holder version, measure, digest of the challenger's text, the challenger's ModelVersion)
+#   -> the holder's score on that text
+Rescore = Callable[[int, Measure, str, object], float]
 
 
 def client():
@@ -178,12 +201,13 @@ def register(model_uri: str, name: str, tags: dict[str, str]):
         return store.mlflow().register_model(model_uri, name, tags=tags)
 
 
-def attach_files(model_id: str, files: dict[str, Path]) -> None:
-    """Add files (artifact name -> local path) beside a logged model's MLmodel."""
+def attach_files(model_id: str, files: dict[str, Path], under: str | None = None) -> None:
+    """Add files (artifact name -> local path) beside a logged model's MLmodel, or in its folder
+    `under` (`compare`: compare/<name>)."""
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in files.items():
             shutil.copyfile(path, Path(tmp) / name)
-        client().log_model_artifacts(model_id, tmp)
+        client().log_model_artifacts(model_id, tmp, artifact_path=under)
 
 
 def describe(name: str, version: str, run_id: str, summary: str) -> None:
@@ -231,15 +255,39 @@ def holder(name: str, alias: str) -> int | None:
     return int(aliases[alias]) if alias in aliases else None
 
 
-def metric_of(model_version, metric: str) -> float:
-    """The version's val metric: its `val_<metric>` tag, else its run's `final_val_<metric>`."""
-    value = model_version.tags.get(f"val_{metric}")
-    if value is None and model_version.run_id:
-        value = client().get_run(model_version.run_id).data.metrics.get(f"final_val_{metric}")
-    if value is None:
-        raise RegistryError(f"{model_version.name} version {model_version.version} has no val "
-                            f"{metric} (was its run evaluated?)")
-    return float(value)
+def scores_of(model_version) -> list[measures.Score]:
+    """Every score a version has, each with its text's digest: its tags (its own scores, and those
+    of rescoring), then its training run's (suites or harness tasks scored after registering)."""
+    scores = measures.version_scores(model_version.tags)
+    if model_version.run_id:
+        try:
+            run = client().get_run(model_version.run_id)
+        except Exception as err:
+            if not _not_found(err):
+                raise
+        else:
+            scores += measures.run_scores(run.data.metrics, run.data.tags)
+    return scores
+
+
+def _measure(metric: str | Measure) -> Measure:
+    return metric if isinstance(metric, Measure) else measures.parse(metric)
+
+
+def own_score(model_version, measure: Measure) -> measures.Score:
+    """The version's score on `measure` over its own text; RegistryError naming what is missing."""
+    found = measures.own(scores_of(model_version), measure, model_version.tags)
+    if found is None and model_version.run_id:  # scored after registering: its run holds the digest
+        run = client().get_run(model_version.run_id)
+        found = measures.own(scores_of(model_version), measure, run.data.tags)
+    if found is None:
+        digest = model_version.tags.get(measure.digest_tag)
+        why = (f"it has none (was {measure.section} scored when it was evaluated?)" if digest
+               else "no digest of the text it was scored on (registered by an older folio, or never "
+                    f"scored on {measure.section})")
+        raise RegistryError(f"{model_version.name} version {model_version.version} has no {measure.name} "
+                            f"to compare: {why}; evaluate and register it again, or use --force")
+    return found
 
 
 # ---- moving aliases ------------------------------------------------------------------------
@@ -258,6 +306,11 @@ def _save_history(name: str, alias: str, history: list[int]) -> None:
     client().set_registered_model_tag(name, _history_key(alias), value)
 
 
+def _delta_tag(metric: str) -> str:
+    """delta_<val metric>, as before; delta_<key> for a suite's or a task's (suite:x.m -> suite.x.m)."""
+    return f"delta_{metric.replace(':', '.', 1)}"
+
+
 def _move(name: str, move: Move, history: list[int]) -> Move:
     """Point the alias at the version, then record the move: the alias's `history` (its holders,
     the new one last) and tags on both versions. Recorded after the alias moved, so a move that
@@ -269,9 +322,16 @@ def _move(name: str, move: Move, history: list[int]) -> Move:
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     prefix = f"alias.{move.alias}."
     tags = {"promoted_at": now, "promoted_by": move.reason,
-            "promoted_from": str(move.previous) if move.previous is not None else "none"}
+            "promoted_from": str(move.previous) if move.previous is not None else "none",
+            "measure": move.metric}
+    if move.digest is not None:
+        tags |= {"digest": move.digest, "rescored": str(move.rescored).lower()}
+    if move.value is not None:
+        tags["value"] = f"{move.value:.6f}"
+    if move.previous_value is not None:
+        tags["previous_value"] = f"{move.previous_value:.6f}"
     if move.delta is not None:
-        tags[f"delta_{move.metric}"] = f"{move.delta:+.6f}"
+        tags[_delta_tag(move.metric)] = f"{move.delta:+.6f}"
     for key, value in tags.items():
         c.set_model_version_tag(name, str(move.version), prefix + key, value)
     if move.previous is not None:
@@ -280,62 +340,92 @@ def _move(name: str, move: Move, history: list[int]) -> Move:
     return move
 
 
-def _delta(new, old, metric: str, strict: bool) -> float | None:
-    try:
-        return metric_of(new, metric) - metric_of(old, metric)
-    except RegistryError:
-        if strict:
-            raise
-        return None
+def _holder_score(old, measure: Measure, digest: str, rescore: Rescore | None, challenger) -> tuple[float, bool]:
+    """(the holder's score on the challenger's text, whether it was scored just now)."""
+    value = measures.value_on(scores_of(old), measure, digest)
+    if value is not None:
+        return value, False
+    if rescore is None:
+        own = old.tags.get(measure.digest_tag) or "none"
+        raise RegistryError(
+            f"version {old.version} (the holder) was never scored on {measure.name} over the text version "
+            f"{challenger.version} was (digest {digest}; its own: {own}); promote without --no-rescore "
+            "to score it now, or use --force")
+    value = float(rescore(int(old.version), measure, digest, challenger))
+    set_version_tags(old.name, str(old.version), {measure.rescored_tag(digest): str(value)})
+    return value, True
 
 
-def promote(name: str, version: int | str, alias: str, metric: str, force: bool = False,
-            reason: str = "promote") -> Move:
-    """Give `alias` to `version` if it is lower than the current holder on `metric` (or `force`)."""
+def promote(name: str, version: int | str, alias: str, metric: str | Measure, force: bool = False,
+            reason: str = "promote", rescore: Rescore | None = None) -> Move:
+    """Give `alias` to `version` if it beats the current holder on `metric` over the challenger's
+    own text (or `force`). A holder not scored on that text is scored by `rescore`, and the score is
+    kept on its version; without `rescore` that is refused, naming both digests."""
+    measure = _measure(metric)
     new = get_version(name, version)
     current = holder(name, alias)
     if current == int(new.version):
-        return Move(alias, current, current, "unchanged", metric, 0.0)
-    delta = None
+        return Move(alias, current, current, "unchanged", measure.name, 0.0)
+    move = Move(alias, int(new.version), current, reason, measure.name)
     if current is not None:
-        old = get_version(name, current)
-        delta = _delta(new, old, metric, strict=not force)
-        if delta is not None and delta >= 0 and not force:
-            raise RegistryError(
-                f"version {new.version} does not beat version {current} (@{alias}) on val {metric}: "
-                f"{metric_of(new, metric):.4f} vs {metric_of(old, metric):.4f}; "
-                f"use --force to move @{alias} anyway")
-        if force and (delta is None or delta >= 0):
-            reason = "force"
+        try:
+            mine = own_score(new, measure)
+            old = get_version(name, current)
+            theirs, rescored = _holder_score(old, measure, mine.digest, rescore, new)
+        except RegistryError:
+            if not force:
+                raise
+            move = Move(alias, int(new.version), current, "force", measure.name)
+        else:
+            delta = mine.value - theirs
+            if not measure.better(mine.value, theirs):
+                if not force:
+                    raise RegistryError(
+                        f"version {new.version} does not beat version {current} (@{alias}) on {measure.name} "
+                        f"({measure.direction} is better) over text {mine.digest}: {mine.value:.4f} vs "
+                        f"{theirs:.4f}{' (version ' + str(current) + ' rescored on it)' if rescored else ''}; "
+                        f"use --force to move @{alias} anyway")
+                reason = "force"
+            move = Move(alias, int(new.version), current, reason, measure.name, delta, mine.digest,
+                        mine.value, theirs, rescored)
     history = _history(name, alias)
     if current is not None and (not history or history[-1] != current):
         history.append(current)  # the alias was set outside folio: remember its holder
-    return _move(name, Move(alias, int(new.version), current, reason, metric, delta),
-                 history + [int(new.version)])
+    return _move(name, move, history + [int(new.version)])
 
 
-def promote_best(name: str, alias: str, metric: str) -> Move:
-    """Give `alias` to the version lowest on `metric` (versions without it are skipped)."""
-    existing, scored = versions(name), []
-    for mv in existing:
-        try:
-            scored.append((metric_of(mv, metric), int(mv.version)))
-        except RegistryError:
-            continue
-    if not scored:
-        why = "it has no versions yet" if not existing else f"none of its versions has a val {metric}"
-        raise RegistryError(f"{name}: no version to promote ({why})")
-    best_value, best = min(scored)
+def promote_best(name: str, alias: str, metric: str | Measure) -> Move:
+    """Give `alias` to the version best on `metric` among those scored on one text: the holder's
+    own (else that of the newest version that has the measure). Versions never scored on that text
+    are left out: `folio promote VERSION` scores a holder on a challenger's text."""
+    measure = _measure(metric)
+    existing = versions(name)
+    scored = {int(mv.version): scores_of(mv) for mv in existing}
     current = holder(name, alias)
-    if current is not None and current != best:
-        current_value = {version: value for value, version in scored}.get(current)
-        if current_value is not None and current_value <= best_value:
-            return Move(alias, current, current, "unchanged", metric, 0.0)
-    return promote(name, best, alias, metric, reason="best")
+    order = [mv for mv in existing if int(mv.version) == current] + existing
+    reference = next((found.digest for mv in order
+                      if (found := measures.own(scored[int(mv.version)], measure, mv.tags))), None)
+    values = {v: measures.value_on(found, measure, reference) for v, found in scored.items()} if reference else {}
+    values = {v: value for v, value in values.items() if value is not None}
+    if not values:
+        why = ("it has no versions yet" if not existing
+               else f"none of its versions has a {measure.name} with the digest of its text")
+        raise RegistryError(f"{name}: no version to promote ({why})")
+    best = min(values, key=lambda v: (-values[v] if measure.higher_is_better else values[v], v))
+    if best == current or (current in values and not measure.better(values[best], values[current])):
+        return Move(alias, current, current, "unchanged", measure.name, 0.0)
+    theirs = values.get(current)
+    move = Move(alias, best, current, "best", measure.name,
+                None if theirs is None else values[best] - theirs, reference, values[best], theirs)
+    history = _history(name, alias)
+    if current is not None and (not history or history[-1] != current):
+        history.append(current)
+    return _move(name, move, history + [best])
 
 
-def roll_back(name: str, alias: str, metric: str) -> Move:
+def roll_back(name: str, alias: str, metric: str | Measure) -> Move:
     """Return `alias` to the version that held it before the current holder."""
+    measure = _measure(metric)
     current = holder(name, alias)
     if current is None:
         raise RegistryError(f"{name} has no @{alias} to roll back ({_listing(name)})")
@@ -350,12 +440,19 @@ def roll_back(name: str, alias: str, metric: str) -> Move:
         raise RegistryError(f"@{alias} of {name} has no previous holder to return to "
                             f"(version {current} is the first)")
     previous = history[-1]
-    delta = _delta(get_version(name, previous), get_version(name, current), metric, strict=False)
-    return _move(name, Move(alias, previous, current, "rollback", metric, delta), history)
+    back, now = get_version(name, previous), get_version(name, current)
+    move = Move(alias, previous, current, "rollback", measure.name)
+    mine = measures.own(scores_of(back), measure, back.tags)
+    theirs = measures.value_on(scores_of(now), measure, mine.digest) if mine else None
+    if mine is not None and theirs is not None:  # the change, where both were scored on one text
+        move = Move(alias, previous, current, "rollback", measure.name, mine.value - theirs, mine.digest,
+                    mine.value, theirs)
+    return _move(name, move, history)
 
 
-def move_alias(name: str, alias: str, metric: str, *, version: int | None = None,
-               best: bool = False, rollback: bool = False, force: bool = False) -> Move:
+def move_alias(name: str, alias: str, metric: str | Measure, *, version: int | None = None,
+               best: bool = False, rollback: bool = False, force: bool = False,
+               rescore: Rescore | None = None) -> Move:
     """`folio promote`: one of VERSION (gated unless `force`), `best` or `rollback`. On a team
     server this needs EDIT on `name` (docs/team-server.md): without it the first write, before the
     alias moves, is refused (TrackingRefused)."""
@@ -365,7 +462,7 @@ def move_alias(name: str, alias: str, metric: str, *, version: int | None = None
             return promote_best(name, alias, metric)
         if rollback:
             return roll_back(name, alias, metric)
-        return promote(name, version, alias, metric, force)
+        return promote(name, version, alias, metric, force, rescore=rescore)
 
 
 # ---- loading -------------------------------------------------------------------------------
