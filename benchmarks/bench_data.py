@@ -45,12 +45,27 @@ STAGES = ("download", "validate", "tokenize", "prepare", "validate_tokens", "tra
 CORPUS_DIR = "data/raw/${data.name}"  # the corpus files, as dvc.yaml names them
 
 
+# a stage with the corpus among its deps that reads it only when a param asks: evaluate reads the
+# train split for the contamination of evaluate.suites, and not at all without suites
+READS_ONLY_WITH = {"evaluate": ("evaluate", "suites")}
+
+
 def corpus_stages(dvc_yaml: Path = PROJECT / "dvc.yaml") -> set[str]:
     """The stages that go through the corpus files (download writes them, the others read them):
-    dvc.yaml names the corpus folder among their deps or outs."""
+    dvc.yaml names the corpus folder among their deps or outs, and, for those of READS_ONLY_WITH,
+    the params.yaml beside it sets what makes them read it."""
     stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    params_file = dvc_yaml.with_name("params.yaml")
+    params = yaml.safe_load(params_file.read_text()) if params_file.exists() else {}
+
+    def reads(name: str) -> bool:
+        if name not in READS_ONLY_WITH:
+            return True
+        section, key = READS_ONLY_WITH[name]
+        return bool((params.get(section) or {}).get(key))
+
     return {name for name, stage in stages.items()
-            if CORPUS_DIR in [*stage.get("deps", []), *stage.get("outs", [])]}
+            if CORPUS_DIR in [*stage.get("deps", []), *stage.get("outs", [])] and reads(name)}
 
 
 def corpus_throughput(results: dict, corpus_bytes: int, readers: set[str]) -> None:

@@ -383,10 +383,14 @@ def test_bench_generate_names_what_is_missing_instead_of_the_quality_lines(tmp_p
 
 # ---- data at scale: MB/s of corpus only where a stage reads it ----------------------------------
 
-def test_bench_data_reports_mb_per_s_only_for_the_stages_that_read_the_corpus():
+def test_bench_data_reports_mb_per_s_only_for_the_stages_that_read_the_corpus(tmp_path):
     readers = bench_data.corpus_stages()
     assert {"download", "validate", "tokenize", "prepare", "validate_tokens"} <= readers
-    assert not readers & {"train", "evaluate", "sample", "register"}
+    assert not readers & {"train", "evaluate", "sample", "register"}  # evaluate: only with suites
+    with_suites = tmp_path / "dvc.yaml"
+    shutil.copyfile(PROJECT / "dvc.yaml", with_suites)
+    (tmp_path / "params.yaml").write_text("evaluate:\n  suites:\n  - {name: x, url: data/suites/x.txt}\n")
+    assert "evaluate" in bench_data.corpus_stages(with_suites)  # the train split, for contamination
     results = {stage: {"seconds": 2.0, "peak_rss_mb": 100, "last_line": ""} for stage in bench_data.STAGES}
     bench_data.corpus_throughput(results, corpus_bytes=10**9, readers=readers)
     assert results["prepare"]["mb_per_s"] == 500.0
