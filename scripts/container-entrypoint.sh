@@ -26,6 +26,11 @@ done
 if [ -w /app/mlflow ] && [ ! -d /app/mlflow/artifacts ]; then
     mkdir /app/mlflow/artifacts
 fi
+# a fresh volume at /app/data has no data/suites/, a dep of the evaluate stage (evaluate.suites'
+# files go there: docs/evaluation.md); without it `dvc repro` stops on a missing dependency
+if [ -w /app/data ] && [ ! -d /app/data/suites ]; then
+    mkdir /app/data/suites
+fi
 
 if [ "$#" -eq 0 ]; then
     set -- folio --help
