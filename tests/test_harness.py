@@ -203,12 +203,9 @@ def test_user_errors_are_one_line(setup, tmp_path):
         assert len(lines) == 1 and expected in lines[0] and "Traceback" not in result.output, result.output
 
 
-def test_the_evaluate_stage_scores_the_harness_tasks_in_params(stage_project, setup):
-    """evaluate.harness.tasks: the stage adds lm-eval's scores to metrics.json and the run."""
-    import mlflow
-
-    from pipeline import artifacts
-    from pipeline.artifacts import models
+def _trained_and_evaluated(setup, extra: dict | None = None):
+    """The stages tokenize to evaluate, in-process in `stage_project`, on tiny params with the
+    harness task in evaluate.harness (and `extra`); the params."""
     from pipeline.params import validate
     from pipeline.stages import evaluate, prepare, tokenize, train
     from tests.conftest import record_gate_passes
@@ -220,6 +217,7 @@ def test_the_evaluate_stage_scores_the_harness_tasks_in_params(stage_project, se
         "train": {"max_iters": 2, "batch_size": 4, "eval_interval": 2, "eval_iters": 1, "warmup_iters": 1,
                   "device": "cpu"},
         "evaluate": {"batch_size": 8, "harness": {"tasks": [TASK], "include_path": str(setup["tasks"]), "limit": 4}},
+        **(extra or {}),
     })
     record_gate_passes(params)
     tokenize.main(params)
@@ -227,6 +225,17 @@ def test_the_evaluate_stage_scores_the_harness_tasks_in_params(stage_project, se
     record_gate_passes(params)
     train.main(params)
     evaluate.main(params)
+    return params
+
+
+def test_the_evaluate_stage_scores_the_harness_tasks_in_params(stage_project, setup):
+    """evaluate.harness.tasks: the stage adds lm-eval's scores to metrics.json and the run."""
+    import mlflow
+
+    from pipeline import artifacts
+    from pipeline.artifacts import models
+
+    _trained_and_evaluated(setup)
     scores = json.loads(artifacts.METRICS.read_text())["harness"][TASK]
     digest = scores.pop("text_digest")  # lm-eval's hash of the task's documents, as its tracker writes it
     assert set(scores) == {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr"}
@@ -259,26 +268,10 @@ def test_promote_on_a_harness_metric_scores_the_holder_on_the_same_documents(sta
     from pipeline import artifacts, measures
     from pipeline.artifacts import models
     from pipeline.commands.promote import rescorer
-    from pipeline.params import SampleParams, validate
-    from pipeline.stages import evaluate, prepare, tokenize, train
+    from pipeline.params import SampleParams
     from pipeline.tracking import registry
-    from tests.conftest import record_gate_passes
 
-    params = validate({
-        "data": {"name": "t", "url": "file:///unused", "sha256": "0" * 64, "val_fraction": 0.1},
-        "tokenizer": {"kind": "bpe", "vocab_size": 300},
-        "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 64},
-        "train": {"max_iters": 2, "batch_size": 4, "eval_interval": 2, "eval_iters": 1, "warmup_iters": 1,
-                  "device": "cpu"},
-        "evaluate": {"batch_size": 8, "harness": {"tasks": [TASK], "include_path": str(setup["tasks"]), "limit": 4}},
-        "registry": {"metric": f"harness:{TASK}.acc_norm"},
-    })
-    record_gate_passes(params)
-    tokenize.main(params)
-    prepare.main(params)
-    record_gate_passes(params)
-    train.main(params)
-    evaluate.main(params)
+    params = _trained_and_evaluated(setup, {"registry": {"metric": f"harness:{TASK}.acc_norm"}})
     metrics = json.loads(artifacts.METRICS.read_text())
     name = "folio-harness-gate"
     with mlflow.start_run(run_name="scored-before-the-task") as earlier:  # its run holds no harness score
