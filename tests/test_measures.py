@@ -101,3 +101,19 @@ def test_shared_pairs_only_scores_over_one_text():
     a = [Score("val.loss", "1" * 16, 1.0), Score("suite.x.loss", "2" * 16, 2.0)]
     b = [Score("val.loss", "3" * 16, 0.5), Score("suite.x.loss", "2" * 16, 2.5)]
     assert measures.shared(a, b) == [(a[1], b[1])]
+
+
+def test_a_val_score_over_a_subset_is_not_rescored_but_refused_in_one_line():
+    """evaluate.max_tokens capped the challenger's val split: its windows of its own tokens are no
+    text another model can be scored on; promote says so before reading any corpus."""
+    from types import SimpleNamespace
+
+    from pipeline.commands.promote import val_documents
+    from pipeline.params import load
+    from pipeline.tracking.registry import RegistryError
+
+    challenger = SimpleNamespace(version="2", tags={"val_subset": "True", "val.digest": "d" * 16})
+    with pytest.raises(RegistryError, match=r"scored on a subset of its val split \(evaluate.max_tokens; "
+                                            r"digest d{16}\).*evaluate.max_tokens empty.*suite") as caught:
+        val_documents(load(PROJECT / "params.yaml"), parse("bits_per_byte"), "d" * 16, challenger)
+    assert "\n" not in str(caught.value)
