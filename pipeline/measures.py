@@ -87,8 +87,8 @@ def direction_of(kind: str, metric: str) -> bool | None:
     """True: higher is better; False: lower; None: unknown (a harness metric folio does not know)."""
     if kind in ("val", "suite"):
         return False
-    base = metric.split(".")[0].removesuffix("_stderr")
-    if metric.split(".")[0].endswith("_stderr"):
+    base = metric.split(".")[0]  # without a filter: exact_match.strict-match
+    if base.endswith("_stderr"):
         return None  # an error bar is no measure to promote on
     return True if base in HIGHER_IS_BETTER else False if base in LOWER_IS_BETTER else None
 
@@ -136,8 +136,8 @@ def _numbers(section: dict) -> dict[str, float]:
 def sections(metrics: dict) -> dict[str, dict]:
     """metrics.json's scored sections by name: val, suite.<name>, harness.<task>."""
     out = {"val": metrics["val"]} if "val" in metrics else {}
-    for kind in ("suite", "harness"):
-        for source, section in (metrics.get(f"{kind}s" if kind == "suite" else kind) or {}).items():
+    for kind, field in (("suite", "suites"), ("harness", "harness")):
+        for source, section in (metrics.get(field) or {}).items():
             out[f"{kind}.{source}"] = section
     return out
 

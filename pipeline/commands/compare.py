@@ -182,12 +182,11 @@ def facts(side: Side) -> list[tuple[str, str]]:
 
 
 def scores(side: Side) -> list[measures.Score]:
-    """A version's scores from its tags, with those only its run holds (final_val_*); a run's from
-    its metrics and tags."""
-    own = measures.version_scores(side.version.tags) if side.version is not None else []
-    ran = measures.run_scores(side.run.data.metrics, side.run.data.tags) if side.run is not None else []
-    have = {(s.key, s.digest) for s in own}
-    return own + [s for s in ran if (s.key, s.digest) not in have]
+    """A version's scores (its tags, with those only its run holds: registry.scores_of); a run's
+    from its metrics and tags."""
+    if side.version is not None:
+        return registry.scores_of(side.version, side.run)
+    return measures.run_scores(side.run.data.metrics, side.run.data.tags) if side.run is not None else []
 
 
 def _better(key: str, a: float, b: float, labels: tuple[str, str]) -> tuple[str | None, str]:

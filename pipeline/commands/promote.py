@@ -24,6 +24,7 @@ from folio.device import pick_device
 from folio.evaluate import TextDigest, score_text
 from pipeline.artifacts import corpus
 from pipeline.console import log
+from pipeline.errors import StageError
 from pipeline.measures import Measure
 from pipeline.params import Params
 from pipeline.tracking import registry
@@ -61,11 +62,7 @@ def val_documents(params: Params, measure: Measure, digest: str, challenger) -> 
             documents.append(document)
             text.next_document()
             text.add(document)
-    except Exception as err:  # no corpus here: data/raw missing or changed
-        from pipeline.errors import StageError
-
-        if not isinstance(err, StageError):
-            raise
+    except StageError as err:  # no corpus here: data/raw missing or changed
         raise _unavailable(measure, digest, None, f"this workspace's corpus cannot be read ({err})") from None
     if text.hexdigest() != digest:
         raise _unavailable(measure, digest, text.hexdigest(),

@@ -77,15 +77,15 @@ def encode_batch(task: tuple[str, list, int]) -> tuple[str, np.ndarray, int, int
     return split, ids, chars, size, source
 
 
-def batches(params: Params, manifest: dict, plans, val_digest: TextDigest | None = None):
+def batches(params: Params, manifest: dict, plans, val_digest: TextDigest):
     """(split, segments, source) of about BATCH_CHARS characters of one source, in stream order;
     the val text goes through `val_digest` on its way."""
     pending = {split: ([], 0) for split in SPLITS}
     current = 0
     for source, split, text in corpus.sourced_split_pieces(params.data, manifest, plans):
-        if split == "val" and val_digest is not None and text is BOUNDARY:
+        if split == "val" and text is BOUNDARY:
             val_digest.next_document()
-        elif split == "val" and val_digest is not None:
+        elif split == "val":
             val_digest.add(text)
         if source != current:  # a batch holds one source's text
             for name, (segments, _) in pending.items():

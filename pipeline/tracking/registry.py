@@ -255,18 +255,27 @@ def holder(name: str, alias: str) -> int | None:
     return int(aliases[alias]) if alias in aliases else None
 
 
-def scores_of(model_version) -> list[measures.Score]:
+def _run_of(model_version):
+    """The version's training run, or None (it has none, or it was deleted)."""
+    if not model_version.run_id:
+        return None
+    try:
+        return client().get_run(model_version.run_id)
+    except Exception as err:
+        if not _not_found(err):
+            raise
+        return None
+
+
+def scores_of(model_version, run=None) -> list[measures.Score]:
     """Every score a version has, each with its text's digest: its tags (its own scores, and those
-    of rescoring), then its training run's (suites or harness tasks scored after registering)."""
+    of rescoring), then those only its training run holds (suites or harness tasks scored after
+    registering). `run`: the version's run, if the caller has it."""
     scores = measures.version_scores(model_version.tags)
-    if model_version.run_id:
-        try:
-            run = client().get_run(model_version.run_id)
-        except Exception as err:
-            if not _not_found(err):
-                raise
-        else:
-            scores += measures.run_scores(run.data.metrics, run.data.tags)
+    run = run or _run_of(model_version)
+    if run is not None:
+        have = {(s.key, s.digest) for s in scores}
+        scores += [s for s in measures.run_scores(run.data.metrics, run.data.tags) if (s.key, s.digest) not in have]
     return scores
 
 
@@ -276,10 +285,11 @@ def _measure(metric: str | Measure) -> Measure:
 
 def own_score(model_version, measure: Measure) -> measures.Score:
     """The version's score on `measure` over its own text; RegistryError naming what is missing."""
-    found = measures.own(scores_of(model_version), measure, model_version.tags)
-    if found is None and model_version.run_id:  # scored after registering: its run holds the digest
-        run = client().get_run(model_version.run_id)
-        found = measures.own(scores_of(model_version), measure, run.data.tags)
+    run = _run_of(model_version)
+    scores = scores_of(model_version, run)
+    found = measures.own(scores, measure, model_version.tags)
+    if found is None and run is not None:  # scored after registering: its run holds the digest
+        found = measures.own(scores, measure, run.data.tags)
     if found is None:
         digest = model_version.tags.get(measure.digest_tag)
         why = (f"it has none (was {measure.section} scored when it was evaluated?)" if digest
