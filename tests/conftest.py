@@ -107,3 +107,14 @@ def record_gate_passes(params) -> None:
         meta = json.loads(artifacts.PREPARED_META.read_text(encoding="utf-8"))
         write_json(artifacts.validation_report("tokens"),
                    {"success": True, "prepared_digest": prepared.digest(meta), "expectations": []})
+
+
+def tokenized_and_prepared(params) -> None:
+    """The tokenize and prepare stages in-process, with the data gates recorded as passed before
+    and after (record_gate_passes): what a stage test needs before train."""
+    from pipeline.stages import prepare, tokenize
+
+    record_gate_passes(params)
+    tokenize.main(params)
+    prepare.main(params)
+    record_gate_passes(params)

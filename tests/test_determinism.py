@@ -16,8 +16,8 @@ from folio.config import GPTConfig
 from folio.model import create_model
 from pipeline import artifacts
 from pipeline.params import validate
-from pipeline.stages import prepare, sample, tokenize, train
-from tests.conftest import record_gate_passes
+from pipeline.stages import sample, train
+from tests.conftest import tokenized_and_prepared
 
 PARAMS = {
     "data": {"name": "t", "url": "file:///unused", "sha256": "", "val_fraction": 0.1},
@@ -51,10 +51,7 @@ def _same_weights(a: dict, b: dict) -> bool:
 @pytest.mark.parametrize("dtype", ["float32", "auto"])  # auto: bf16 autocast on an AMX CPU
 def test_two_fresh_trainings_are_bit_identical(stage_project, dtype):
     params = validate({**PARAMS, "train": {**PARAMS["train"], "dtype": dtype}})
-    record_gate_passes(params)
-    tokenize.main(params)
-    prepare.main(params)
-    record_gate_passes(params)
+    tokenized_and_prepared(params)
     first, second = _train_fresh(params, 1), _train_fresh(params, 2)
     assert _same_weights(first["weights"], second["weights"])
     for report in ("steps", "evals", "samples", "plot"):

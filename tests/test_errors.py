@@ -21,7 +21,7 @@ from folio.tokenizers import CharTokenizer, save_tokenizer
 from pipeline import artifacts
 from pipeline.cli import app
 from tests import pipeline_project as pp
-from tests.conftest import PROJECT, record_gate_passes
+from tests.conftest import PROJECT, tokenized_and_prepared
 
 
 def folio(project: Path, *args: str, env_extra: dict | None = None) -> tuple[int, str]:
@@ -110,7 +110,6 @@ def test_debug_shows_the_traceback(project):
 def test_a_full_disk_while_saving_names_the_path_and_keeps_the_last_checkpoint(stage_project, monkeypatch):
     """The second checkpoint write fails with ENOSPC, as a full disk makes it fail."""
     from pipeline.params import validate
-    from pipeline.stages import prepare, tokenize
 
     tree = {"data": {"name": "t", "url": "file:///unused", "sha256": ""},
             "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
@@ -118,10 +117,7 @@ def test_a_full_disk_while_saving_names_the_path_and_keeps_the_last_checkpoint(s
                       "warmup_iters": 1, "device": "cpu"}}
     (stage_project / "params.yaml").write_text(yaml.safe_dump(tree))
     params = validate(tree)
-    record_gate_passes(params)
-    tokenize.main(params)
-    prepare.main(params)
-    record_gate_passes(params)
+    tokenized_and_prepared(params)
     real_save, calls = torch.save, []
 
     def save_until_full(obj, f, *args, **kwargs):

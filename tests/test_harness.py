@@ -207,8 +207,8 @@ def _trained_and_evaluated(setup, extra: dict | None = None):
     """The stages tokenize to evaluate, in-process in `stage_project`, on tiny params with the
     harness task in evaluate.harness (and `extra`); the params."""
     from pipeline.params import validate
-    from pipeline.stages import evaluate, prepare, tokenize, train
-    from tests.conftest import record_gate_passes
+    from pipeline.stages import evaluate, train
+    from tests.conftest import tokenized_and_prepared
 
     params = validate({
         "data": {"name": "t", "url": "file:///unused", "sha256": "0" * 64, "val_fraction": 0.1},
@@ -219,10 +219,7 @@ def _trained_and_evaluated(setup, extra: dict | None = None):
         "evaluate": {"batch_size": 8, "harness": {"tasks": [TASK], "include_path": str(setup["tasks"]), "limit": 4}},
         **(extra or {}),
     })
-    record_gate_passes(params)
-    tokenize.main(params)
-    prepare.main(params)
-    record_gate_passes(params)
+    tokenized_and_prepared(params)
     train.main(params)
     evaluate.main(params)
     return params

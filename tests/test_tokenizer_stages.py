@@ -16,7 +16,7 @@ from pipeline.artifacts import prepared, tokenizer as tokenizer_files
 from pipeline.stages import evaluate, prepare, tokenize, train
 from pipeline.params import validate
 
-from tests.conftest import STAGE_TEXT as TEXT, record_gate_passes
+from tests.conftest import STAGE_TEXT as TEXT, record_gate_passes, tokenized_and_prepared
 
 
 def _params(**tokenizer):
@@ -34,10 +34,7 @@ def _params(**tokenizer):
                                        {"kind": "word", "vocab_size": 50}])
 def test_tokenize_prepare_train_evaluate(stage_project, tokenizer):
     params = _params(**tokenizer)
-    record_gate_passes(params)
-    tokenize.main(params)
-    prepare.main(params)
-    record_gate_passes(params)
+    tokenized_and_prepared(params)
     train.main(params)
     evaluate.main(params)
     meta = json.loads(artifacts.PREPARED_META.read_text())
@@ -87,10 +84,7 @@ def test_an_unpinned_corpus_is_registered_with_its_real_digest(stage_project):
     params = _params(kind="char")
     params = params.model_copy(update={"data": params.data.model_copy(update={"sha256": ""}),
                                        "sample": params.sample.model_copy(update={"max_new_tokens": 5})})
-    record_gate_passes(params)
-    tokenize.main(params)
-    prepare.main(params)
-    record_gate_passes(params)
+    tokenized_and_prepared(params)
     for stage in (train, evaluate, sample, register):
         stage.main(params)
     digest = hashlib.sha256(TEXT.encode()).hexdigest()
